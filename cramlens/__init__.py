@@ -1,0 +1,1 @@
+"""cramlens: token cramming on TransformerLens hooks."""

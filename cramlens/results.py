@@ -1,0 +1,151 @@
+"""What a cramming run gives back: per-sample results you can generate from, score and hook with."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .hooks import HookSet, inject
+from .layout import Layout
+
+
+@dataclass
+class CrammedSample:
+    """One crammed text: its final embedding, horizon and numbers. ``.generate()``, ``.accuracy()``, ``.hooks()``."""
+
+    sample_id: int
+    text_id: str
+    text: str
+    sequence: list[int]  # tokens after the memory ([BOS?] + x), what lengths count
+    embedding: torch.Tensor  # [m, d]: the last embedding that passed (progressive) / the final one (full)
+    horizon: int  # longest prefix of `sequence` reconstructed exactly (tokens, incl. BOS when present)
+    steps: int  # cumulative optimizer steps to reach it
+    steps_spent: int  # all steps spent on the sample (incl. the failing stage)
+    information_gain_bits: float  # at the horizon
+    h_lm_bits: float  # base-model bits of the horizon prefix (t_1..)
+    accuracy_final: float  # teacher-forced accuracy of the last measured stage
+    greedy_exact: bool | None = None
+    greedy_match: float | None = None
+    first_mismatch: int | None = None
+    reason: str = ""
+    model: object | None = field(default=None, repr=False, compare=False)
+    layout: Layout = field(default_factory=Layout, repr=False)
+
+    @property
+    def target(self) -> list[int]:
+        return self.sequence[: self.horizon]
+
+    def hooks(self) -> HookSet:
+        """The injection hook set of this embedding (use with ``run_with_hooks`` / ``run_with_cache``)."""
+        return inject(self.embedding.to(self._model().cfg.device)[None], self.input_mem_positions())
+
+    def input_mem_positions(self) -> list[int]:
+        p0 = len(self.layout.prefix(self._model()))
+        return list(range(p0, p0 + self.layout.n_mem))
+
+    def tokens(self, n: int | None = None) -> torch.Tensor:
+        """Input ids ``[1, T]`` (placeholders at the memory) for the first ``n`` tokens of the sequence."""
+        from .layout import PLACEHOLDER_ID
+
+        n = self.horizon if n is None else n
+        ids = self.layout.prefix(self._model()) + [PLACEHOLDER_ID] * self.layout.n_mem + self.sequence[:n]
+        return torch.tensor([ids], device=self._model().cfg.device)
+
+    def generate(self, n_tokens: int | None = None, as_text: bool = True):
+        """Greedy decode from the memory alone (defaults to the horizon length)."""
+        from .metrics import greedy_decode
+
+        model = self._model()
+        n = self.horizon if n_tokens is None else n_tokens
+        pad_to = len(self.layout.prefix(model)) + self.layout.n_mem + n - 1
+        ids = greedy_decode(model, self.embedding.to(model.cfg.device)[None], n, self.layout, pad_to=pad_to)[0]
+        return model.tokenizer.decode(ids.tolist()) if as_text else ids.tolist()
+
+    def accuracy(self, n_tokens: int | None = None) -> float:
+        """Teacher-forced accuracy on the first ``n_tokens`` tokens (default: the horizon)."""
+        from .metrics import teacher_forced_accuracy
+
+        model = self._model()
+        n = max(1, self.horizon if n_tokens is None else n_tokens)
+        mem = self.embedding.to(model.cfg.device)[None]
+        return float(teacher_forced_accuracy(model, mem, [self.sequence], self.layout, [n])[0])
+
+    def _model(self):
+        if self.model is None:
+            raise RuntimeError("this sample has no model attached; use run.attach(model)")
+        return self.model
+
+    def __repr__(self) -> str:
+        ig = f"{self.information_gain_bits:.1f}" if math.isfinite(self.information_gain_bits) else "nan"
+        greedy = "" if self.greedy_exact is None else f", greedy {'exact' if self.greedy_exact else 'MISMATCH'}"
+        preview = self.text[:40].replace("\n", " ")
+        return (
+            f"CrammedSample(#{self.sample_id} {self.text_id!r}: horizon {self.horizon}/{len(self.sequence)} tokens, "
+            f"{self.steps} steps, IG {ig} bits{greedy}, text {preview!r}…)"
+        )
+
+
+@dataclass
+class CramRun:
+    """All samples of a run, the raw rows (one per stage for progressive), settings and where they are saved."""
+
+    kind: str  # "progressive" | "full"
+    samples: list[CrammedSample]
+    rows: list[dict]
+    config: dict
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> CrammedSample:
+        return self.samples[i]
+
+    def __iter__(self):
+        return iter(self.samples)
+
+    def attach(self, model) -> CramRun:
+        for s in self.samples:
+            s.model = model
+        return self
+
+    def horizons(self) -> list[int]:
+        return [s.horizon for s in self.samples]
+
+    def embeddings(self) -> torch.Tensor:
+        return torch.stack([s.embedding for s in self.samples])
+
+    def trajectory(self, sample_id: int) -> list[dict]:
+        """The stage rows of one sample, in order."""
+        return sorted((r for r in self.rows if r["sample_id"] == sample_id), key=lambda r: r["stage_index"])
+
+    def summary(self) -> dict:
+        hs = [s.horizon for s in self.samples]
+        igs = [s.information_gain_bits for s in self.samples]
+        return {
+            "samples": len(hs),
+            "horizon_mean": sum(hs) / max(1, len(hs)),
+            "horizon_min": min(hs, default=0),
+            "horizon_max": max(hs, default=0),
+            "ig_mean_bits": sum(igs) / max(1, len(igs)),
+            "steps_mean": sum(s.steps for s in self.samples) / max(1, len(hs)),
+            "greedy_exact_rate": _mean([s.greedy_exact for s in self.samples if s.greedy_exact is not None]),
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        where = f" at {self.path}" if self.path else ""
+        return (
+            f"CramRun({self.kind}, {s['samples']} samples, horizon mean {s['horizon_mean']:.1f} "
+            f"[{s['horizon_min']}..{s['horizon_max']}], IG mean {s['ig_mean_bits']:.1f} bits, "
+            f"{s['steps_mean']:.0f} steps/sample{where})"
+        )
+
+
+def _mean(xs: Sequence) -> float | None:
+    xs = [float(x) for x in xs]
+    return sum(xs) / len(xs) if xs else None
