@@ -22,8 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/progressive.py --model smollm2-135m --data pg19 --samples 4 --seq-len 48 \
-		--out runs/demo --resume
+	$(PY) scripts/progressive.py --model smollm2-135m --samples 4 --seq-len 48 --out runs/demo --resume
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

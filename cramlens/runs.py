@@ -136,9 +136,11 @@ class RunDir:
 
     def truncate_rows(self, n: int) -> None:
         """Keep only the first ``n`` rows (those covered by the checkpoint being resumed)."""
-        if len(self.rows) == n:
-            return
-        self.rows = self.rows[:n]
+        if len(self.rows) != n:
+            self.replace_rows(self.rows[:n])
+
+    def replace_rows(self, rows: list[dict]) -> None:
+        self.rows = list(rows)
         atomic_write_text(self.path / ROWS, "".join(json.dumps(_jsonable(r)) + "\n" for r in self.rows))
 
     # -------------------------------------------------------------- checkpoints of an unfinished batch
@@ -163,7 +165,10 @@ class RunDir:
 
     def write_table(self, name: str = "table") -> Path:
         """Materialise the rows as a ``datasets`` table (``embedding`` as a flat float list)."""
+        import datasets
         from datasets import Dataset
+
+        datasets.disable_progress_bars()
 
         flat = []
         for r in self.rows:

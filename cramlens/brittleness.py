@@ -1,0 +1,109 @@
+"""Teacher forcing hides greedy failure: full cramming at a 99% threshold versus progressive cramming.
+
+For every sample and method: teacher-forced accuracy, greedy reconstruction from the memory alone, exact-match,
+first mismatch and mismatch@k (REFERENCE C.1, D.2-D.3). Progressive is scored on its horizon prefix (what it
+claims); full cramming on its whole fixed-length text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rich.table import Table
+
+from .metrics import greedy_reconstruction, teacher_forced_accuracy
+from .results import CramRun
+
+
+@dataclass
+class ReconstructionRow:
+    method: str
+    sample_id: int
+    tokens: int  # length scored
+    tf_accuracy: float
+    greedy_match: float
+    greedy_exact: bool
+    first_mismatch: int | None
+    tf_first_mismatch: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reconstruction_rows(model, run: CramRun, method: str) -> list[ReconstructionRow]:
+    """Score each sample of ``run`` on its scored span (horizon for progressive, whole text for full)."""
+    from .forward import score, target_logits
+    from .layout import build_batch
+
+    out = []
+    for s in run.samples:
+        n = s.horizon if run.kind == "progressive" else len(s.sequence)
+        if n == 0:
+            out.append(ReconstructionRow(method, s.sample_id, 0, 0.0, 0.0, False, 0, 0))
+            continue
+        seq = s.sequence[:n]
+        mem = s.embedding.to(model.cfg.device)[None]
+        tf = float(teacher_forced_accuracy(model, mem, [seq], s.layout)[0])
+        batch = build_batch(model, [seq], [n], s.layout)
+        sc = score(target_logits(model, mem, batch).detach(), batch)
+        wrong = (~sc.correct).nonzero()
+        tf_first = int(batch.t_index[wrong[0, 0]]) if len(wrong) else None
+        g = greedy_reconstruction(model, mem, [seq], s.layout)[0]
+        out.append(ReconstructionRow(method, s.sample_id, n, tf, g.match, g.exact, g.first_mismatch, tf_first))
+    return out
+
+
+def summary(rows: list[ReconstructionRow]) -> dict[str, dict]:
+    """Per method: mean tokens, TF %, greedy %, exact-match %, mismatch@0/1/2 % under greedy."""
+    out = {}
+    for method in dict.fromkeys(r.method for r in rows):
+        rs = [r for r in rows if r.method == method]
+        n = len(rs)
+
+        def at(k, rs=rs):
+            return 100 * sum(r.first_mismatch is not None and r.first_mismatch <= k for r in rs) / n
+
+        out[method] = {
+            "samples": n,
+            "tokens": sum(r.tokens for r in rs) / n,
+            "tf_pct": 100 * sum(r.tf_accuracy for r in rs) / n,
+            "greedy_pct": 100 * sum(r.greedy_match for r in rs) / n,
+            "exact_pct": 100 * sum(r.greedy_exact for r in rs) / n,
+            "mismatch_by_0": at(0),
+            "mismatch_by_1": at(1),
+            "mismatch_by_2": at(2),
+            "first_mismatch_median": _median([r.first_mismatch for r in rs if r.first_mismatch is not None]),
+        }
+    return out
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+
+
+def table(rows: list[ReconstructionRow]) -> Table:
+    t = Table(title="Reconstruction: teacher forcing vs greedy (full @0.99 vs progressive)", title_justify="left")
+    for c in ("method", "samples", "tokens", "TF %", "greedy %", "exact %", "first miss ≤0/≤1/≤2 %", "median first miss"):
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for method, s in summary(rows).items():
+        t.add_row(
+            method, str(s["samples"]), f"{s['tokens']:.1f}", f"{s['tf_pct']:.2f}", f"{s['greedy_pct']:.2f}",
+            f"{s['exact_pct']:.0f}", f"{s['mismatch_by_0']:.0f}/{s['mismatch_by_1']:.0f}/{s['mismatch_by_2']:.0f}",
+            str(s["first_mismatch_median"]),
+        )  # fmt: skip
+    return t
+
+
+def markdown(rows: list[ReconstructionRow]) -> str:
+    lines = [
+        "| method | samples | tokens | TF % | greedy % | exact % | first miss ≤0/≤1/≤2 % | median first miss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, s in summary(rows).items():
+        lines.append(
+            f"| {method} | {s['samples']} | {s['tokens']:.1f} | {s['tf_pct']:.2f} | {s['greedy_pct']:.2f} | "
+            f"{s['exact_pct']:.0f} | {s['mismatch_by_0']:.0f}/{s['mismatch_by_1']:.0f}/{s['mismatch_by_2']:.0f} | "
+            f"{s['first_mismatch_median']} |"
+        )
+    return "\n".join(lines) + "\n"

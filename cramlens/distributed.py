@@ -1,0 +1,112 @@
+"""Sample-parallel scale-out under ``torchrun`` / ``accelerate launch``.
+
+Cramming is independent per sample, so each rank takes a contiguous shard of the samples (global sample ids are
+kept), writes its own run directory ``<out>/rank-<r>/`` (resumable on its own), marks it done, and rank 0 merges
+every rank's rows into ``<out>/`` once all are done. A rank that dies loses only its unfinished samples: rerun
+the same launch with ``--resume``. The launchers' environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``)
+is all that is read; there is no home-made process pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import check
+
+
+def rank_and_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous, deterministic shard ``[start, end)`` of ``n`` samples for ``rank`` of ``world``."""
+    per = -(-n // world)
+    return min(n, rank * per), min(n, (rank + 1) * per)
+
+
+@dataclass
+class Shard:
+    rank: int
+    world: int
+    root: Path
+    start: int
+    end: int
+    wait_timeout_s: float = 7 * 24 * 3600.0
+
+    @property
+    def out(self) -> Path:
+        return self.root if self.world == 1 else self.root / f"rank-{self.rank}"
+
+    @property
+    def first_id(self) -> int:
+        return self.start
+
+    @property
+    def is_main_display(self) -> bool:
+        return self.rank == 0
+
+    def select(self, items: list) -> list:
+        return items[self.start : self.end]
+
+    def finish(self, run, model=None):
+        """Mark this rank done; on rank 0 wait for all ranks and return the merged run (others return None)."""
+        if self.world == 1:
+            return run
+        (self.out / "DONE").write_text(json.dumps({"rank": self.rank, "samples": self.end - self.start}))
+        if self.rank != 0:
+            return None
+        deadline = time.time() + self.wait_timeout_s
+        dirs = [self.root / f"rank-{r}" for r in range(self.world)]
+        while not all((d / "DONE").exists() for d in dirs):
+            check(time.time() < deadline, f"ranks did not finish in time: {[str(d) for d in dirs]}")
+            time.sleep(0.5)
+        return merge_runs(dirs, self.root, model)
+
+
+@contextmanager
+def shard_context(out: str | os.PathLike, n_samples: int):
+    """The shard of this process (the whole run when not launched by torchrun/accelerate)."""
+    rank, world = rank_and_world()
+    if world > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    start, end = shard_bounds(n_samples, rank, world)
+    yield Shard(rank, world, Path(out), start, end)
+
+
+def merge_runs(dirs: list[Path], out: Path, model=None):
+    """Concatenate the rows of per-rank run directories into one run directory ``out``."""
+    from .cramming import finalize_run
+    from .loading_runs import load_run
+    from .results import CramRun
+    from .runs import CONFIG, RunDir, atomic_write_text, read_config
+
+    rows, samples = [], []
+    for d in dirs:
+        if not (d / "rows.jsonl").exists():
+            continue  # a rank with no samples
+        part = load_run(d, model)
+        extra = {s["sample_id"]: s for s in json.loads((d / "samples.json").read_text())}
+        for s in part.samples:
+            e = extra.get(s.sample_id, {})
+            s.greedy_exact, s.greedy_match, s.first_mismatch = (
+                e.get("greedy_exact"), e.get("greedy_match"), e.get("first_mismatch"),
+            )  # fmt: skip
+        rows += part.rows
+        samples += part.samples
+    config = read_config(dirs[0])
+    config["settings"]["samples"] = [s.text_id for s in samples]
+    config["settings"]["world_size"] = len(dirs)
+    atomic_write_text(out / CONFIG, json.dumps(config, indent=2, default=str))
+    run = RunDir(out)
+    run.replace_rows(rows)
+    result = CramRun(config["settings"]["kind"], samples, run.rows, config, out)
+    finalize_run(run, result)
+    return result

@@ -1,0 +1,423 @@
+"""A fast, hook-faithful hot path for frozen HookedTransformers: ``optimize(model)``.
+
+TransformerLens 3.9 rebuilds weight layouts on every forward (``W.T.contiguous()`` in the gated MLP and the
+unembedding, einops rearranges of ``W_Q/W_K/W_V/W_O`` in attention) and runs attention as explicit
+``scores -> mask -> softmax -> pattern @ v`` with ``repeat_interleave`` for grouped-query heads. For cramming, where
+the model is frozen and thousands of forward+backward passes differ only in one injected vector, that overhead is
+most of the gap to plain transformers. ``optimize(model)`` swaps in faster ``forward`` methods *on the module
+instances* (the classes are untouched; ``restore(model)`` puts everything back):
+
+- **Weights in the layout the forward reads.** Per attention layer one fused ``[(n_q + 2 n_kv) d_head, d_model]``
+  QKV matrix (one GEMM instead of three, no per-call rearrange); per gated MLP one fused ``[2 d_mlp, d_model]``
+  gate+in matrix; ``W_O``, ``W_out``, ``W_U`` are read through free views. The cached copies are keyed on each
+  source parameter's identity, storage and version counter, so any in-place edit (``load_state_dict``,
+  ``param.data.copy_``, ablating a weight) rebuilds them on the next forward. When a source parameter requires
+  grad and autograd is on, the fused weight is built differentiably per call instead (weight gradients stay
+  exact), so ``optimize`` never changes what can be differentiated.
+- **Fused attention** (``F.scaled_dot_product_attention``, causal, native grouped-query heads) *only while no hook
+  can observe the attention internals* of that layer: any forward/backward hook on ``hook_attn_scores``,
+  ``hook_pattern`` or ``hook_z`` of the layer (knockout, attention capture, ``run_with_cache``) sends that
+  layer through TransformerLens's own code for that call. Likewise for KV caches, explicit attention masks
+  (left padding), ``use_attn_result``, alibi/relative biases, score soft-capping, attention sinks,
+  OLMo-style QK-norm, ``clip_qkv``, log-n / dynamic-NTK rotary, split QKV inputs and local windows shorter
+  than the sequence.
+- **One ``ln1`` per block.** TL's block calls ``ln1`` three times (for the q, k and v inputs) on the same
+  tensor; the fast block calls it once. If any hook is registered on ``blocks.{l}.ln1.*`` the TL block runs.
+- **bf16 matmuls** (``optimize(model, precision="bf16")``): the projections, attention and MLP GEMMs of the
+  fast path run in bfloat16 on cached bf16 weights (the AVX512-BF16 / AMX oneDNN kernels) while the residual
+  stream, norms, the unembedding and the loss stay fp32 (autocast-style, without autocast's per-call weight
+  casts). Layers that fall back to TL run TL's code under ``torch.autocast("cpu", bfloat16)``. The memory
+  parameter and its optimizer state are untouched (fp32). This is opt-in: see ``benchmarks/results_perf.md``.
+
+**Hook points that keep firing on the fast path** (same shapes and values as TL, up to fp32 rounding of fused
+kernels): ``hook_embed``, ``hook_pos_embed``, ``hook_tokens``, every block's ``hook_resid_pre``, ``hook_attn_out``,
+``hook_resid_mid``, ``hook_mlp_in``, ``hook_mlp_out``, ``hook_resid_post``, the norms' ``hook_scale`` /
+``hook_normalized`` (``ln2``, ``ln_final``; ``ln1`` once per block), attention ``hook_q``, ``hook_k``,
+``hook_v``, ``hook_rot_q``, ``hook_rot_k``, MLP ``hook_pre``, ``hook_pre_linear``, ``hook_post``, and
+``unembed.hook_in`` / ``hook_out``. ``hook_attn_scores``, ``hook_pattern``, ``hook_z`` (and ``hook_result``) are
+not computed by the fast kernel; hooking them switches that layer to TL's path, so they also fire exactly as in
+TL. Numerics: fused GEMMs and SDPA accumulate in a different order than TL's kernels, so fp32 logits agree with
+the unoptimised model to ~1e-5 relative, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformer_lens import HookedTransformer
+from transformer_lens.components import AbstractAttention, GroupedQueryAttention, TransformerBlock, Unembed
+from transformer_lens.components.mlps.gated_mlp import GatedMLP
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+_OLMO_QK = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+
+
+@dataclass
+class _Cache:
+    """Derived weights of one module in one dtype, valid while the source parameters are unchanged."""
+
+    key: tuple = ()
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class FastState:
+    """What ``optimize`` attached to a model (``model._cramlens_fast``)."""
+
+    precision: str = "fp32"
+    modules: list[nn.Module] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=lambda: {"fast_attn": 0, "tl_attn": 0})
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _observed(hp: nn.Module | None) -> bool:
+    """True when a hook (TL's or a raw PyTorch one) could observe this hook point."""
+    if hp is None:
+        return False
+    return bool(hp._forward_hooks or hp._forward_pre_hooks or hp._backward_hooks or hp._backward_pre_hooks)
+
+
+def _global_hooks() -> bool:
+    m = torch.nn.modules.module
+    return bool(
+        m._global_forward_hooks
+        or m._global_forward_pre_hooks
+        or m._global_backward_hooks
+        or m._global_backward_pre_hooks
+    )
+
+
+def _weights(module: nn.Module, sources: tuple[torch.Tensor, ...], build, dtype: torch.dtype) -> dict:
+    """Cached ``build(*sources)`` cast to ``dtype``; rebuilt when a source changes; differentiable when needed."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in sources):
+        return {k: v.to(dtype) for k, v in build(*sources).items()}  # weight grads requested: no cache
+    key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
+    caches: dict[torch.dtype, _Cache] = module._cramlens_cache
+    cache = caches.setdefault(dtype, _Cache())
+    if cache.key != key:
+        with torch.no_grad():
+            cache.tensors = {k: v.to(dtype).contiguous() for k, v in build(*sources).items()}
+        cache.key = key
+    return cache.tensors
+
+
+def _state(module: nn.Module) -> FastState:
+    return module._cramlens_state
+
+
+@contextlib.contextmanager
+def _maybe_autocast(state: FastState):
+    if state.precision == "fp32" or torch.is_autocast_enabled("cpu"):
+        yield
+    else:
+        with torch.autocast("cpu", dtype=state.dtype):
+            yield
+
+
+# --------------------------------------------------------------------------------------------------- attention
+def _attn_static_ok(attn: AbstractAttention) -> bool:
+    """Config features the fast attention implements (checked once at ``optimize``)."""
+    c = attn.cfg
+    return (
+        not c.load_in_4bit
+        and not c.use_attn_result
+        and not c.use_split_qkv_input
+        and not c.use_attn_in
+        and c.positional_embedding_type in ("standard", "rotary")
+        and not c.attn_scores_soft_cap > 0
+        and not getattr(c, "use_attention_sinks", False)
+        and c.original_architecture not in _OLMO_QK
+        and getattr(c, "clip_qkv", None) is None
+        and not getattr(c, "use_logn_attn", False)
+        and not getattr(c, "use_dynamic_ntk_rope", False)
+        and c.attention_dir == "causal"
+        and (c.positional_embedding_type != "rotary" or c.rotary_dim is not None)
+        and not (isinstance(attn, GroupedQueryAttention) and c.ungroup_grouped_query_attention)
+        and type(attn).calculate_attention_scores
+        in (AbstractAttention.calculate_attention_scores, GroupedQueryAttention.calculate_attention_scores)
+    )
+
+
+def _qkv_build(W_Q, b_Q, W_K, b_K, W_V, b_V):
+    def flat(w):  # [head, d_model, d_head] -> [(head d_head), d_model]
+        return w.permute(0, 2, 1).reshape(-1, w.shape[1])
+
+    return {
+        "w": torch.cat([flat(W_Q), flat(W_K), flat(W_V)], dim=0),
+        "b": torch.cat([b_Q.reshape(-1), b_K.reshape(-1), b_V.reshape(-1)]),
+    }
+
+
+def _o_build(W_O, b_O):  # [head, d_head, d_model] -> [d_model, (head d_head)]
+    return {"w": W_O.reshape(-1, W_O.shape[-1]).t(), "b": b_O}
+
+
+def _rope_build(sin, cos, n_rot: int, adjacent: bool):
+    """sin with the sign of the rotate-half folded in: x*cos + swap(x)*sin_signed == TL's apply_rotary."""
+    s = sin.clone()
+    if adjacent:
+        s[..., ::2] = -s[..., ::2]
+    else:
+        s[..., : n_rot // 2] = -s[..., : n_rot // 2]
+    return {"sin": s, "cos": cos}
+
+
+def _rotary(attn: AbstractAttention, x: torch.Tensor) -> torch.Tensor:
+    """TL's ``apply_rotary`` (no cache offset, no attention mask) without the clone + slice copies."""
+    n_rot = attn.cfg.rotary_dim
+    pos = x.shape[1]
+    if pos > attn.rotary_cos.shape[0]:
+        return attn.apply_rotary(x, 0, None)  # TL extends its tables
+    t = _weights(
+        attn._cramlens_rope,
+        (attn.rotary_sin, attn.rotary_cos),
+        lambda s, c: _rope_build(s, c, n_rot, attn.cfg.rotary_adjacent_pairs),
+        attn.rotary_cos.dtype,
+    )
+    cos = t["cos"][None, :pos, None, :]
+    sin = t["sin"][None, :pos, None, :]
+    xr = x[..., :n_rot]
+    if attn.cfg.rotary_adjacent_pairs:
+        swapped = xr.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    else:
+        h = n_rot // 2
+        swapped = torch.cat([xr[..., h:], xr[..., :h]], dim=-1)
+    out = xr * cos.to(x.dtype) + swapped * sin.to(x.dtype)
+    if n_rot < x.shape[-1]:
+        out = torch.cat([out, x[..., n_rot:]], dim=-1)
+    return out
+
+
+def _attn_forward(
+    self: AbstractAttention,
+    query_input,
+    key_input,
+    value_input,
+    past_kv_cache_entry=None,
+    additive_attention_mask=None,
+    attention_mask=None,
+    position_bias=None,
+):
+    state = _state(self)
+    n_pos = query_input.shape[1]
+    fast = (
+        self._cramlens_static_ok
+        and past_kv_cache_entry is None
+        and additive_attention_mask is None
+        and attention_mask is None
+        and position_bias is None
+        and query_input is key_input
+        and key_input is value_input
+        and query_input.dim() == 3
+        and not (self.attn_type == "local" and n_pos > self.cfg.window_size)
+        and not (_observed(self.hook_attn_scores) or _observed(self.hook_pattern) or _observed(self.hook_z))
+        and not _global_hooks()
+    )
+    if not fast:
+        state.stats["tl_attn"] += 1
+        with _maybe_autocast(state):
+            out = type(self).forward(
+                self,
+                query_input,
+                key_input,
+                value_input,
+                past_kv_cache_entry=past_kv_cache_entry,
+                additive_attention_mask=additive_attention_mask,
+                attention_mask=attention_mask,
+                position_bias=position_bias,
+            )
+        return out.to(query_input.dtype)
+    state.stats["fast_attn"] += 1
+    c = self.cfg
+    gqa = isinstance(self, GroupedQueryAttention)
+    n_q = c.n_heads
+    n_kv = c.n_key_value_heads if gqa else c.n_heads
+    d_head = c.d_head
+    if gqa:
+        src = (self.W_Q, self.b_Q, self._W_K, self._b_K, self._W_V, self._b_V)
+    else:
+        src = (self.W_Q, self.b_Q, self.W_K, self.b_K, self.W_V, self.b_V)
+    dtype = state.dtype
+    qkv_w = _weights(self._cramlens_qkv, src, _qkv_build, dtype)
+    x = query_input.to(dtype)
+    qkv = F.linear(x, qkv_w["w"], qkv_w["b"])
+    B, P = qkv.shape[:2]
+    q, k, v = qkv.split([n_q * d_head, n_kv * d_head, n_kv * d_head], dim=-1)
+    q = self.hook_q(q.view(B, P, n_q, d_head))
+    k = self.hook_k(k.view(B, P, n_kv, d_head))
+    v = self.hook_v(v.view(B, P, n_kv, d_head))
+    if c.use_qk_norm:
+        q = self._apply_qk_norm(q, self.q_norm).to(dtype)
+        k = self._apply_qk_norm(k, self.k_norm).to(dtype)
+    if c.positional_embedding_type == "rotary":
+        q = self.hook_rot_q(_rotary(self, q))
+        k = self.hook_rot_k(_rotary(self, k))
+    z = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        is_causal=True,
+        scale=1.0 / self.attn_scale,
+        enable_gqa=n_kv != n_q,
+    )  # [batch, head, pos, d_head]
+    z = z.transpose(1, 2).reshape(B, P, n_q * d_head)
+    o = _weights(self._cramlens_o, (self.W_O, self.b_O), _o_build, dtype)
+    return F.linear(z, o["w"], o["b"]).to(query_input.dtype)
+
+
+# --------------------------------------------------------------------------------------------------- MLP
+def _gated_build(W_gate, W_in, W_out, b_in, b_out):
+    return {
+        "w_gi": torch.cat([W_gate.t(), W_in.t()], dim=0),  # [2 d_mlp, d_model]
+        "w_out": W_out.t(),  # [d_model, d_mlp]
+        "b_out": b_out,
+    }
+
+
+def _gated_mlp_forward(self: GatedMLP, x):
+    state = _state(self)
+    dtype = state.dtype
+    src = (self.W_gate, self.W_in, self.W_out, self.b_in, self.b_out)
+    w = _weights(self._cramlens_cache_owner, src, _gated_build, dtype)
+    h = F.linear(x.to(dtype), w["w_gi"])
+    pre, lin = h.split(self.d_mlp, dim=-1)
+    pre = self.hook_pre(pre)
+    lin = self.hook_pre_linear(lin)
+    post = self.hook_post(self.act_fn(pre) * lin + self.b_in.to(dtype))
+    return F.linear(post, w["w_out"], w["b_out"]).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------------- block
+def _block_static_ok(block: TransformerBlock) -> bool:
+    c = block.cfg
+    return (
+        not c.use_attn_in
+        and not c.use_split_qkv_input
+        and c.original_architecture not in POST_NORM_ARCHITECTURES
+        and not c.parallel_attn_mlp
+        and not c.attn_only
+    )
+
+
+def _block_forward(
+    self: TransformerBlock, resid_pre, shortformer_pos_embed=None, past_kv_cache_entry=None, attention_mask=None
+):
+    ln1 = self.ln1
+    if (
+        not self._cramlens_static_ok
+        or shortformer_pos_embed is not None
+        or any(_observed(m) for m in ln1.modules() if isinstance(m, HookPoint))
+        or _global_hooks()
+    ):
+        return type(self).forward(self, resid_pre, shortformer_pos_embed, past_kv_cache_entry, attention_mask)
+    resid_pre = self.hook_resid_pre(resid_pre)
+    x = ln1(resid_pre)  # once: TL computes the same ln1(resid_pre) for q, k and v separately
+    attn_out = self.attn(
+        query_input=x,
+        key_input=x,
+        value_input=x,
+        past_kv_cache_entry=past_kv_cache_entry,
+        attention_mask=attention_mask,
+    )
+    if self.cfg.use_normalization_before_and_after:
+        attn_out = self.ln1_post(attn_out)
+    attn_out = self.hook_attn_out(attn_out)
+    resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+    mlp_in = resid_mid if not self.cfg.use_hook_mlp_in else self.hook_mlp_in(resid_mid.clone())
+    mlp_out = self.apply_mlp(self.ln2(mlp_in))
+    return self.hook_resid_post(resid_mid + mlp_out)
+
+
+# --------------------------------------------------------------------------------------------------- unembed
+def _unembed_forward(self: Unembed, residual):
+    residual = self.hook_in(residual)
+    # W_U [d_model, d_vocab] read through a transposed view: the same GEMM without TL's 4*d*V-byte copy
+    return self.hook_out(F.linear(residual, self.W_U.t(), self.b_U))
+
+
+# --------------------------------------------------------------------------------------------------- public API
+def optimize(model: HookedTransformer, precision: str = "fp32") -> HookedTransformer:
+    """Install the fast forward methods on ``model``'s modules (in place; idempotent; undo with :func:`restore`).
+
+    ``precision``: ``"fp32"`` (default; same results as TL up to fp32 rounding) or ``"bf16"`` (bf16 GEMMs in the
+    blocks, fp32 residual stream / norms / unembedding / loss; opt-in, see the module docstring).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    old = getattr(model, "_cramlens_fast", None)
+    if old is not None:
+        old.precision = precision
+        return model
+    state = FastState(precision=precision)
+    for block in getattr(model, "blocks", []):
+        if not isinstance(block, TransformerBlock):
+            continue
+        attn = block.attn
+        if isinstance(attn, AbstractAttention) and type(attn).forward is AbstractAttention.forward:
+            attn._cramlens_state = state
+            attn._cramlens_static_ok = _attn_static_ok(attn)
+            attn._cramlens_qkv = types.SimpleNamespace(_cramlens_cache={})
+            attn._cramlens_o = types.SimpleNamespace(_cramlens_cache={})
+            attn._cramlens_rope = types.SimpleNamespace(_cramlens_cache={})
+            attn.forward = types.MethodType(_attn_forward, attn)
+            state.modules.append(attn)
+        mlp = getattr(block, "mlp", None)
+        if (
+            type(mlp) is GatedMLP
+            and not mlp.cfg.load_in_4bit
+            and not (mlp.cfg.is_layer_norm_activation() and getattr(mlp, "ln", None) is not None)
+        ):
+            mlp._cramlens_state = state
+            mlp._cramlens_cache_owner = types.SimpleNamespace(_cramlens_cache={})
+            mlp.forward = types.MethodType(_gated_mlp_forward, mlp)
+            state.modules.append(mlp)
+        if type(block).forward is TransformerBlock.forward:
+            block._cramlens_static_ok = _block_static_ok(block)
+            block.forward = types.MethodType(_block_forward, block)
+            state.modules.append(block)
+    unembed = getattr(model, "unembed", None)
+    if type(unembed) is Unembed:
+        unembed.forward = types.MethodType(_unembed_forward, unembed)
+        state.modules.append(unembed)
+    model._cramlens_fast = state
+    return model
+
+
+def restore(model: HookedTransformer) -> HookedTransformer:
+    """Undo :func:`optimize`: TL's own forward methods, no cached weights."""
+    state = getattr(model, "_cramlens_fast", None)
+    if state is None:
+        return model
+    for m in state.modules:
+        for name in list(vars(m)):
+            if name == "forward" or name.startswith("_cramlens"):
+                delattr(m, name)
+    del model._cramlens_fast
+    return model
+
+
+def is_optimized(model: HookedTransformer) -> bool:
+    return getattr(model, "_cramlens_fast", None) is not None
+
+
+def precision(model: HookedTransformer) -> str:
+    """``"fp32"``/``"bf16"`` for an optimised model, ``"tl"`` for an untouched one."""
+    state = getattr(model, "_cramlens_fast", None)
+    return "tl" if state is None else state.precision
+
+
+def stats(model: HookedTransformer) -> dict[str, int]:
+    """Counts of attention calls that took the fused path vs TL's path (for tests and diagnostics)."""
+    state = getattr(model, "_cramlens_fast", None)
+    return dict(state.stats) if state is not None else {}

@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Progressive cramming: grow the target one token at a time and report each sample's compression horizon.
+
+    python scripts/progressive.py --model smollm2-135m --samples 4 --seq-len 48 --out runs/prog
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+
+from cramlens import cli
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_model_args(p)
+    cli.add_data_args(p, samples=4, seq_len=64)
+    cli.add_recipe_args(p)
+    cli.add_layout_args(p)
+    cli.add_run_args(p, out="runs/progressive")
+    g = p.add_argument_group("stages")
+    g.add_argument("--min-len", type=int, default=1, help="first stage length (tokens, BOS included)")
+    g.add_argument("--step", type=int, default=1, help="tokens added per stage")
+    g.add_argument("--schedule", default="linear", choices=["linear", "geometric"],
+                   help="linear (paper) or geometric growth + bisection with warm restore")
+    g.add_argument("--compare-full", action="store_true",
+                   help="also full-cram the same texts at threshold 0.99 and print the brittleness table")
+    g.add_argument("--full-seq-len", type=int, default=None, help="text length for --compare-full (default --seq-len)")
+    g.add_argument("--full-max-steps", type=int, default=None, help="budget of --compare-full (default: recipe's)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    a = parse(argv)
+    console = Console()
+    from cramlens import brittleness, cram, progressive_cram
+    from cramlens.distributed import shard_context
+    from cramlens.report import LiveProgress, samples_table
+
+    model, texts = cli.load_model_and_texts(a)
+    with shard_context(a.out, len(texts)) as shard:
+        progress = None if a.no_progress or not shard.is_main_display else LiveProgress(console, title="progressive cramming")
+        kwargs = dict(
+            recipe=cli.recipe_from_args(a), layout=cli.layout_from_args(a), batch_size=a.batch_size,
+            min_len=a.min_len, step=a.step, schedule=a.schedule, parametrization="low_dim" if a.low_dim else "direct",
+            low_dim=a.low_dim, shared_projection=a.shared_projection, seed=a.seed, resume=a.resume,
+            overwrite=a.overwrite,
+        )  # fmt: skip
+        mine = shard.select(texts)
+        if progress is not None:
+            with progress:
+                run = progressive_cram(model, mine, out=shard.out, progress=progress, first_id=shard.first_id, **kwargs)
+        else:
+            run = progressive_cram(model, mine, out=shard.out, first_id=shard.first_id, **kwargs)
+        run = shard.finish(run, model)
+    if run is None:
+        return
+    console.print(samples_table(run, "progressive cramming: compression horizons"))
+    if a.compare_full:
+        from cramlens.recipe import get_recipe
+
+        full_rc = get_recipe("brittleness").with_(steps_per_sample=a.full_max_steps)
+        full_texts = texts
+        if a.full_seq_len and a.full_seq_len != a.seq_len:
+            from cramlens.texts import load_texts
+
+            full_texts = load_texts(a.data, model.tokenizer, a.samples, a.full_seq_len, seed=a.seed, offset=a.offset)
+        with LiveProgress(console, title="full cramming @0.99") as fp:
+            full = cram(model, full_texts, recipe=full_rc, layout=cli.layout_from_args(a), batch_size=len(full_texts),
+                        seed=a.seed, out=f"{a.out}/full", resume=a.resume, overwrite=a.overwrite, progress=fp)
+        rows = brittleness.reconstruction_rows(model, full, "full @0.99") + brittleness.reconstruction_rows(
+            model, run, "progressive"
+        )
+        console.print(brittleness.table(rows))
+        from pathlib import Path
+
+        from cramlens.runs import atomic_write_text
+
+        atomic_write_text(Path(a.out) / "brittleness.json", json.dumps([r.to_dict() for r in rows], indent=1))
+        with open(Path(a.out) / "report.md", "a") as f:
+            f.write("\n## Brittleness: full cramming @0.99 vs progressive\n\n" + brittleness.markdown(rows))
+    console.print(f"results: {run.path}/ (report.md, table/, rows.jsonl, embeddings.safetensors)")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

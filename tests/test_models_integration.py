@@ -1,0 +1,128 @@
+"""Real offline models: cramlens's HookedTransformers against transformers loaded from the same GGUF.
+
+Each class loads its HF reference once (SmolLM2 ~20 s, Gemma ~1 min and ~4 GB while parsing the
+GGUF) and frees it when the class is done. The cramlens models come from the session fixtures in
+conftest.py (cached fp32 copies; the first run ever converts them from GGUF).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from cramlens.gguf_loading import FORMAT_VERSION, cache_dir, gguf_file
+
+pytestmark = pytest.mark.integration
+
+N_TOKENS = 64
+PROMPT = "Once upon a time, in a small village by the sea,"
+
+
+def _first_text(shared_data) -> str:
+    path = shared_data / "pg19" / "pg19_style_gutenberg_excerpts_100.jsonl"
+    with path.open() as f:
+        return json.loads(f.readline())["text"]
+
+
+class _RealModel:
+    NAME: str
+    FIXTURE: str
+    ADDS_BOS: bool
+    EMBED_SCALE: float  # hook_embed space / HF inputs_embeds space
+
+    @pytest.fixture(scope="class")
+    def model(self, request):
+        return request.getfixturevalue(request.cls.FIXTURE)
+
+    @pytest.fixture(scope="class")
+    def reference(self, request):
+        """(HF model, HF tokenizer) dequantized by transformers from the same GGUF file."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = gguf_file(request.cls.NAME)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        hf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        yield hf_model.eval(), tokenizer
+        del hf_model
+        gc.collect()
+
+    @pytest.fixture(scope="class")
+    def ids(self, reference, shared_data):
+        """The first 64 tokens of a real text, tokenized by the model's own HF tokenizer."""
+        _, tokenizer = reference
+        ids = tokenizer(_first_text(shared_data), return_tensors="pt")["input_ids"][:, :N_TOKENS]
+        assert ids.shape == (1, N_TOKENS)
+        return ids
+
+    def test_logits_match_hf(self, model, reference, ids):
+        hf_model, _ = reference
+        with torch.no_grad():
+            ref = hf_model(ids).logits
+            out = model(ids)
+        diff = (out - ref).abs().max().item()
+        print(f"{self.NAME}: max abs logit diff over {N_TOKENS} tokens = {diff:.2e} (fp32)")
+        assert out.dtype == torch.float32
+        assert diff < 1e-3
+        assert torch.equal(out.argmax(-1), ref.argmax(-1))
+
+    def test_bos_policy_and_tokenization(self, model, reference, ids, shared_data):
+        _, tokenizer = reference
+        assert model.cfg.default_prepend_bos is self.ADDS_BOS
+        assert (ids[0, 0].item() == tokenizer.bos_token_id) is self.ADDS_BOS
+        assert torch.equal(model.to_tokens(_first_text(shared_data))[:, :N_TOKENS], ids)
+
+    def test_embedding_space(self, model, reference, ids):
+        hf_model, _ = reference
+        captured = {}
+        model.run_with_hooks(
+            ids, fwd_hooks=[("hook_embed", lambda x, hook: captured.setdefault("embed", x.detach()))]
+        )
+        hf_embeds = hf_model.get_input_embeddings().weight[ids[0]]  # what inputs_embeds takes
+        torch.testing.assert_close(captured["embed"][0], hf_embeds * self.EMBED_SCALE, rtol=1e-5, atol=1e-5)
+
+    def test_greedy_generation_is_english(self, model):
+        text = model.generate(PROMPT, max_new_tokens=20, do_sample=False, verbose=False)
+        continuation = text[len(PROMPT) :]
+        print(f"{self.NAME}: {PROMPT!r} -> {continuation!r}")
+        words = continuation.split()
+        english = [w for w in words if re.fullmatch(r"[\"'(]?[A-Za-z]+(['’-][A-Za-z]+)*[.,;:!?\"')]*", w)]
+        assert len(words) >= 6
+        assert len(english) >= 0.7 * len(words)
+
+    def test_cached(self, model):
+        entry = cache_dir() / f"v{FORMAT_VERSION}" / self.NAME
+        meta = json.loads((entry / "meta.json").read_text())
+        assert meta["adds_bos"] is self.ADDS_BOS
+        assert (entry / "model.safetensors").stat().st_size > 4 * 100e6  # fp32, >100M params
+
+
+class TestSmolLM2(_RealModel):
+    NAME = "smollm2-135m"
+    FIXTURE = "smollm2"
+    ADDS_BOS = False
+    EMBED_SCALE = 1.0
+
+    def test_architecture(self, model):
+        cfg = model.cfg
+        assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_key_value_heads) == (30, 576, 9, 3)
+        assert cfg.d_vocab == 49152 and cfg.normalization_type == "RMSPre"
+        assert not any(p.requires_grad for p in model.parameters()) and not model.training
+
+
+class TestGemma(_RealModel):
+    NAME = "gemma-3-270m"
+    FIXTURE = "gemma"
+    ADDS_BOS = True
+    EMBED_SCALE = math.sqrt(640)  # TL folds Gemma's sqrt(d_model) into W_E
+
+    def test_architecture(self, model):
+        cfg = model.cfg
+        assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_key_value_heads) == (18, 640, 4, 1)
+        assert cfg.d_vocab == 262144 and cfg.window_size == 512
+        assert cfg.attn_types.count("local") == 15
+        assert not any(p.requires_grad for p in model.parameters()) and not model.training
