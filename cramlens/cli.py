@@ -26,6 +26,9 @@ def add_model_args(p: argparse.ArgumentParser, model: str = "smollm2-135m") -> N
                    "a local Hugging Face directory, or a hub id (needs network)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available, else cpu)")
     g.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    g.add_argument("--no-fast", action="store_true",
+                   help="run TransformerLens's own forward (no fused weights / SDPA fast path; same results)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def add_data_args(p: argparse.ArgumentParser, samples: int = 4, seq_len: int = 64) -> None:
@@ -110,7 +113,15 @@ def load_model_and_texts(a: argparse.Namespace):
     from .models import load_model
     from .texts import load_texts
 
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
     model = load_model(a.model, device=a.device, dtype=a.dtype)
+    if not a.no_fast:
+        from .fast import optimize
+
+        optimize(model)
     texts = load_texts(a.data, model.tokenizer, n_samples=a.samples, seq_len=a.seq_len, seed=a.seed, offset=a.offset)
     return model, texts
 
