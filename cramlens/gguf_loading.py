@@ -223,7 +223,9 @@ def smollm2_tokenizer_dir() -> Path:
 def quiet_tl() -> Iterator[None]:
     """Silence TransformerLens's 'HookedTransformer is deprecated' warnings (it is our chosen API)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*HookedTransformer.*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*HookedTransformer.*deprecated", category=DeprecationWarning
+        )
         yield
 
 
@@ -357,7 +359,9 @@ def save_entry(model: Any, tokenizer: Any | None, final: Path, meta: dict[str, A
     with _staging_dir(final) as tmp:
         (tmp / _CONFIG_FILE).write_text(json.dumps(cfg_to_json(model.cfg), indent=1))
         params = {k: v.detach().to(torch.float32).contiguous() for k, v in model.named_parameters()}
-        save_file(params, str(tmp / _PARAMS_FILE), metadata={"format": "cramlens", "version": str(FORMAT_VERSION)})
+        save_file(
+            params, str(tmp / _PARAMS_FILE), metadata={"format": "cramlens", "version": str(FORMAT_VERSION)}
+        )
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / _TOKENIZER_DIR)
         (tmp / _META_FILE).write_text(json.dumps(meta, indent=1))  # last: marks the entry complete
@@ -402,11 +406,12 @@ def _fingerprint(source: GGUFSource, gguf: Path) -> dict[str, Any]:
     }
 
 
-def _read_meta(entry: Path) -> dict[str, Any] | None:
+def _entry_matches(entry: Path, fingerprint: dict[str, Any]) -> bool:
     try:
-        return json.loads((entry / _META_FILE).read_text())
+        meta = json.loads((entry / _META_FILE).read_text())
     except (OSError, ValueError):
-        return None
+        return False
+    return meta.get("source") == fingerprint
 
 
 def load_registry_model(name: str) -> Any:
@@ -415,8 +420,7 @@ def load_registry_model(name: str) -> Any:
     entry = _versioned_root() / name
     gguf = source.locate()
     fingerprint = _fingerprint(source, gguf)
-    meta = _read_meta(entry)
-    if meta is not None and meta.get("source") == fingerprint:
+    if _entry_matches(entry, fingerprint):
         try:
             return load_entry(entry)
         except Exception as exc:  # corrupt or foreign entry: rebuild it rather than fail
@@ -427,8 +431,7 @@ def load_registry_model(name: str) -> Any:
 
 def _convert_registry_model(source: GGUFSource, gguf: Path, entry: Path, fingerprint: dict[str, Any]) -> None:
     print(
-        f"cramlens: converting {source.name} from {gguf.name} once (dequantize to fp32); "
-        f"cached in {entry}",
+        f"cramlens: converting {source.name} from {gguf.name} once (dequantize to fp32); cached in {entry}",
         file=sys.stderr,
     )
     start = time.perf_counter()
@@ -444,6 +447,9 @@ def _convert_registry_model(source: GGUFSource, gguf: Path, entry: Path, fingerp
         "source": fingerprint,
         "convert_seconds": round(time.perf_counter() - start, 2),
     }
-    save_entry(model, tokenizer, entry, meta)
+    # Another process (e.g. a second torchrun rank) may have finished first: keep its entry
+    # rather than swapping directories under its feet.
+    if not _entry_matches(entry, fingerprint):
+        save_entry(model, tokenizer, entry, meta)
     del model
     gc.collect()

@@ -164,7 +164,8 @@ _REGISTRY: dict[str, RegistryEntry] = {
     ),
 }
 OFFLINE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-_OFFLINE_CHOICES = ", ".join(OFFLINE_NAMES) + ", or a local Hugging Face directory (with config.json)"
+_OFFLINE_LIST = ", ".join(OFFLINE_NAMES)
+_OFFLINE_CHOICES = _OFFLINE_LIST + ", or a local Hugging Face directory (with config.json)"
 
 
 def available_models() -> dict[str, str]:
@@ -179,11 +180,14 @@ def available_models() -> dict[str, str]:
 def _load_local_dir(path: Path) -> HookedTransformer:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check(path.is_dir(), f"'{path}' is not a directory; pass a Hugging Face model directory or one of {_OFFLINE_CHOICES}")
+    check(
+        path.is_dir(),
+        f"'{path}' is not a directory; pass a Hugging Face model directory or one of {_OFFLINE_LIST}",
+    )
     check(
         (path / "config.json").is_file(),
         f"directory '{path}' has no config.json; save the model there with model.save_pretrained() "
-        f"or use one of {_OFFLINE_CHOICES}",
+        f"or use one of {_OFFLINE_LIST}",
     )
     try:
         plain_tok = AutoTokenizer.from_pretrained(path)
@@ -206,7 +210,13 @@ def _load_local_dir(path: Path) -> HookedTransformer:
 
 def _is_network_error(exc: BaseException) -> bool:
     module = type(exc).__module__.split(".")[0]
-    return isinstance(exc, OSError) or module in {"huggingface_hub", "httpx", "httpcore", "requests", "urllib3"}
+    return isinstance(exc, OSError) or module in {
+        "huggingface_hub",
+        "httpx",
+        "httpcore",
+        "requests",
+        "urllib3",
+    }
 
 
 def _needs_network(name: str, exc: BaseException) -> CramlensError:
@@ -228,7 +238,9 @@ def _load_from_hub(name: str, official: str | None) -> HookedTransformer:
         raise
     adds_bos = tokenizer_adds_bos(plain_tok)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(repo, add_bos_token=True) if plain_tok.bos_token else plain_tok
+        tokenizer = (
+            AutoTokenizer.from_pretrained(repo, add_bos_token=True) if plain_tok.bos_token else plain_tok
+        )
         if official is not None:
             with quiet_tl():
                 model = HookedTransformer.from_pretrained(
@@ -277,7 +289,10 @@ def _resolve(name: str) -> HookedTransformer:
         return _REGISTRY[key.lower()].load()
     path = Path(key).expanduser()
     if path.exists() or _looks_like_path(key):
-        check(path.exists(), f"no such directory '{path}'; pass a Hugging Face model directory or one of {_OFFLINE_CHOICES}")
+        check(
+            path.exists(),
+            f"no such directory '{path}'; pass an existing Hugging Face model directory or one of {_OFFLINE_LIST}",
+        )
         return _load_local_dir(path)
     aliases = _tl_alias_map()
     official = aliases.get(key.lower())
@@ -292,7 +307,10 @@ def _resolve(name: str) -> HookedTransformer:
 
 def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
-        check(dtype.is_floating_point, f"dtype {dtype} is not a floating-point type; use float32, bfloat16 or float16")
+        check(
+            dtype.is_floating_point,
+            f"dtype {dtype} is not a floating-point type; use float32, bfloat16 or float16",
+        )
         return dtype
     check(
         isinstance(dtype, str) and dtype.lower() in _DTYPES,
@@ -333,7 +351,9 @@ def load_model(
         A HookedTransformer in eval mode with every parameter frozen, ``cfg.default_prepend_bos``
         set from the model's own tokenizer.
     """
-    check(isinstance(name, str) and bool(name.strip()), f"model name must be a non-empty string, got {name!r}")
+    check(
+        isinstance(name, str) and bool(name.strip()), f"model name must be a non-empty string, got {name!r}"
+    )
     torch_dtype = _resolve_dtype(dtype)
     dev = _resolve_device(device)
     with quiet_tl():
@@ -346,4 +366,3 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     return model
-

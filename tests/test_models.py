@@ -103,7 +103,12 @@ def test_case_insensitive_registry_name():
 
 @pytest.mark.parametrize(
     ("dtype", "expected"),
-    [("bfloat16", torch.bfloat16), ("float16", torch.float16), (torch.bfloat16, torch.bfloat16), ("fp32", torch.float32)],
+    [
+        ("bfloat16", torch.bfloat16),
+        ("float16", torch.float16),
+        (torch.bfloat16, torch.bfloat16),
+        ("fp32", torch.float32),
+    ],
 )
 def test_dtype_applied(dtype, expected):
     model = load_model("tiny-llama", device="cpu", dtype=dtype)
@@ -222,7 +227,12 @@ def test_cache_entry_round_trip(tmp_path, name):
     model = load_model(name, device="cpu")
     entry = tmp_path / "entry"
     save_entry(model, model.tokenizer, entry, {"adds_bos": model.cfg.default_prepend_bos})
-    assert sorted(p.name for p in entry.iterdir()) == ["config.json", "meta.json", "model.safetensors", "tokenizer"]
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "config.json",
+        "meta.json",
+        "model.safetensors",
+        "tokenizer",
+    ]
     again = load_entry(entry)
     assert again.cfg.normalization_type == model.cfg.normalization_type
     assert again.cfg.default_prepend_bos == model.cfg.default_prepend_bos
@@ -304,7 +314,9 @@ def _tiny_hf_gpt2():
 
 
 # "llama" in the directory name on purpose: TransformerLens sniffs model names by substring.
-@pytest.mark.parametrize(("builder", "dirname"), [(_tiny_hf_llama, "tiny-llama-hf"), (_tiny_hf_gpt2, "tiny-gpt2-hf")])
+@pytest.mark.parametrize(
+    ("builder", "dirname"), [(_tiny_hf_llama, "tiny-llama-hf"), (_tiny_hf_gpt2, "tiny-gpt2-hf")]
+)
 def test_local_hf_directory_matches_hf_logits(tmp_path, builder, dirname):
     hf_model = builder()
     path = _save_hf_dir(hf_model, tmp_path / dirname)

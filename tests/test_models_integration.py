@@ -29,35 +29,39 @@ def _first_text(shared_data) -> str:
         return json.loads(f.readline())["text"]
 
 
+@pytest.fixture(scope="class")
+def model(request):
+    """The cramlens model of the requesting class (a session fixture from conftest.py)."""
+    return request.getfixturevalue(request.cls.FIXTURE)
+
+
+@pytest.fixture(scope="class")
+def reference(request):
+    """(HF model, HF tokenizer) dequantized by transformers from the same GGUF file; freed after the class."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = gguf_file(request.cls.NAME)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    hf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    yield hf_model.eval(), tokenizer
+    del hf_model
+    gc.collect()
+
+
+@pytest.fixture(scope="class")
+def ids(reference, shared_data):
+    """The first 64 tokens of a real text, tokenized by the model's own HF tokenizer."""
+    _, tokenizer = reference
+    ids = tokenizer(_first_text(shared_data), return_tensors="pt")["input_ids"][:, :N_TOKENS]
+    assert ids.shape == (1, N_TOKENS)
+    return ids
+
+
 class _RealModel:
     NAME: str
     FIXTURE: str
     ADDS_BOS: bool
     EMBED_SCALE: float  # hook_embed space / HF inputs_embeds space
-
-    @pytest.fixture(scope="class")
-    def model(self, request):
-        return request.getfixturevalue(request.cls.FIXTURE)
-
-    @pytest.fixture(scope="class")
-    def reference(self, request):
-        """(HF model, HF tokenizer) dequantized by transformers from the same GGUF file."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = gguf_file(request.cls.NAME)
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        hf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        yield hf_model.eval(), tokenizer
-        del hf_model
-        gc.collect()
-
-    @pytest.fixture(scope="class")
-    def ids(self, reference, shared_data):
-        """The first 64 tokens of a real text, tokenized by the model's own HF tokenizer."""
-        _, tokenizer = reference
-        ids = tokenizer(_first_text(shared_data), return_tensors="pt")["input_ids"][:, :N_TOKENS]
-        assert ids.shape == (1, N_TOKENS)
-        return ids
 
     def test_logits_match_hf(self, model, reference, ids):
         hf_model, _ = reference

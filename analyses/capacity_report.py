@@ -1,0 +1,207 @@
+"""Tables (rich + markdown) and figures (plotly HTML + PNG) for the depth sweep and the capacity-in-bits run.
+
+``depth_table`` / ``depth_markdown`` / ``depth_heatmap``: mean horizon per (model, depth) beside the paper's rows
+(REFERENCE D.10). ``capacity_table`` / ``capacity_markdown`` / ``horizon_vs_ig_figure``: per source horizon vs
+information gain beside Kuratov's rows (D.13).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from analyses.capacity import KURATOV, PAPER_DEPTH, PAPER_WIDTH, theoretical_capacity_tokens
+
+DEPTH_COLS = ("first1", "first2", "first4", "first8", "full")
+
+
+def _f(x, fmt: str = "{:.1f}") -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+
+def _pm(mean, std, fmt: str = "{:.1f}") -> str:
+    return "–" if mean is None else f"{_f(mean, fmt)} ± {_f(std, fmt)}"
+
+
+def _order(results: Sequence[dict]) -> list[dict]:
+    def key(r):
+        return (r["model"], r["scheme"], r["n"] if r["n"] is not None else 10_000)
+
+    return sorted(results, key=key)
+
+
+# ----------------------------------------------------------------------------------------------- depth
+def depth_table(results: Sequence[dict]) -> Table:
+    t = Table(title="capacity vs retained depth (progressive cramming, CPU budget)", title_justify="left")
+    cols = ["model", "variant", "layers", "ft", "val loss before→after", "n", "horizon", "capped", "IG bits",
+            "H_LM bits", "util. IG/16d", "CPU-min"]  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "variant", "ft") else "right")
+    for r in _order(results):
+        vl = "–" if r["val_loss_before"] is None else f"{r['val_loss_before']:.2f}→{r['val_loss_after']:.2f}"
+        t.add_row(
+            r["model"], r["variant"], f"{r['layers']}/{r['base_layers']}", "yes" if r["finetuned"] else "no", vl,
+            str(len(r["horizons"])), _pm(r["horizon_mean"], r["horizon_std"]),
+            f"{r['capped']}/{len(r['horizons'])}", _pm(r["information_gain_bits_mean"], r["information_gain_bits_std"]),
+            _f(r["h_lm_bits_mean"]), _f(r["utilisation_mean"], "{:.4f}"), _f(r["cpu_seconds_total"] / 60),
+        )  # fmt: skip
+    t.caption = "paper SmolLM2-1.7B first-1/2/4/8/full: 50/241/404/455/335; width first4+last4 135M: 42 ± 15.9"
+    return t
+
+
+def depth_markdown(results: Sequence[dict]) -> str:
+    lines = [
+        "| model | variant | layers | finetuned | val loss before → after (nats) | samples | horizon (tokens) | "
+        "hit cap | IG (bits) | H_LM (bits) | IG / 16d | CPU-min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in _order(results):
+        vl = "–" if r["val_loss_before"] is None else f"{r['val_loss_before']:.2f} → {r['val_loss_after']:.2f}"
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['layers']}/{r['base_layers']} | {'yes' if r['finetuned'] else 'no'} "
+            f"| {vl} | {len(r['horizons'])} | {_pm(r['horizon_mean'], r['horizon_std'])} | "
+            f"{r['capped']}/{len(r['horizons'])} | "
+            f"{_pm(r['information_gain_bits_mean'], r['information_gain_bits_std'])} | {_f(r['h_lm_bits_mean'])} | "
+            f"{_f(r['utilisation_mean'], '{:.4f}')} | {_f(r['cpu_seconds_total'] / 60)} |"
+        )
+    lines += ["", "Paper (REFERENCE D.10, 50 PG19 samples, L_max 4096, 10,000 steps/sample, finetuned first-N):", ""]
+    lines += ["| model | " + " | ".join(DEPTH_COLS) + " |", "|---" * (len(DEPTH_COLS) + 1) + "|"]
+    for name, row in PAPER_DEPTH.items():
+        lines.append(f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in DEPTH_COLS) + " |")
+    w = ", ".join(f"{k} {m} ± {s}" for k, (m, s) in PAPER_WIDTH.items())
+    lines += ["", f"Paper width ablation (first4+last4, finetuned): {w}.", ""]
+    return "\n".join(lines)
+
+
+def _pivot(results: Sequence[dict]) -> tuple[list[str], list[str], list[list[float | None]]]:
+    models = sorted({r["model"] for r in results})
+    labels = [f"{m} ({next(r['base_layers'] for r in results if r['model'] == m)}L)" for m in models]
+    cols = [c for c in DEPTH_COLS if any(r["variant"] == c for r in results)]
+    cols += sorted({r["variant"] for r in results} - set(cols))
+    z = [[next((r["horizon_mean"] for r in results if r["model"] == m and r["variant"] == c), None) for c in cols]
+         for m in models]  # fmt: skip
+    return labels, cols, z
+
+
+def write_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
+    """``<name>.html`` and, when kaleido can run a browser, ``<name>.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.html"]
+    fig.write_html(str(paths[0]), include_plotlyjs="cdn")
+    try:
+        fig.write_image(str(out / f"{name}.png"), scale=2)
+        paths.append(out / f"{name}.png")
+    except Exception as exc:  # no Chrome-family browser: HTML only
+        print(f"PNG export skipped ({type(exc).__name__}: {exc})")
+    return paths
+
+
+def depth_heatmap(results: Sequence[dict], out_dir: str | Path, name: str = "depth_heatmap") -> list[Path]:
+    """Mean horizon per (model, retained depth): ours (left) beside the paper's table (right)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    labels, cols, z = _pivot(results)
+    p_rows = list(PAPER_DEPTH)
+    p_z = [[PAPER_DEPTH[m].get(c) for c in DEPTH_COLS] for m in p_rows]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.22,
+                        subplot_titles=("cramlens, CPU budget (mean horizon, tokens)", "paper D.10 (mean tokens)"))  # fmt: skip
+
+    def text(zz):
+        return [["–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in row] for row in zz]
+
+    fig.add_trace(go.Heatmap(z=z, x=cols, y=labels, text=text(z), texttemplate="%{text}", colorscale="Viridis",
+                             coloraxis="coloraxis"), 1, 1)  # fmt: skip
+    fig.add_trace(go.Heatmap(z=p_z, x=list(DEPTH_COLS), y=p_rows, text=text(p_z), texttemplate="%{text}",
+                             colorscale="Viridis", coloraxis="coloraxis2"), 1, 2)  # fmt: skip
+    fig.update_layout(
+        title="Capacity vs retained depth (first-N blocks, finetuned)", height=420, width=1150,
+        coloraxis={"colorscale": "Viridis", "colorbar": {"x": 0.36, "title": "ours"}},
+        coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "paper"}},
+    )  # fmt: skip
+    return write_figure(fig, out_dir, name)
+
+
+# ----------------------------------------------------------------------------------------------- capacity (bits)
+def capacity_table(summary: Sequence[dict], model_name: str, d_model: int, vocab: int) -> Table:
+    cap = theoretical_capacity_tokens(d_model, vocab)
+    t = Table(title=f"{model_name}: capacity per source (theoretical {cap:.0f} tokens = 16·{d_model}/log2 {vocab})",
+              title_justify="left")  # fmt: skip
+    cols = ["source", "n", "horizon", "capped", "H_LM bits", "IG bits", "bits/token", "ratio", "IG / 16d"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "source" else "right")
+    for d in summary:
+        t.add_row(
+            d["source"], str(d["n"]), _pm(d["horizon_mean"], d["horizon_std"]), f"{d['capped']}/{d['n']}",
+            _pm(d["h_lm_bits_mean"], d["h_lm_bits_std"]),
+            _pm(d["information_gain_bits_mean"], d["information_gain_bits_std"]),
+            _pm(d["bits_per_token_mean"], d["bits_per_token_std"], "{:.2f}"),
+            f"x{d['compression_ratio_mean']:.1f}", _pm(d["utilisation_mean"], d["utilisation_std"], "{:.4f}"),
+        )  # fmt: skip
+    return t
+
+
+def capacity_markdown(summary: Sequence[dict], stab: dict, model_name: str, d_model: int, vocab: int) -> str:
+    cap = theoretical_capacity_tokens(d_model, vocab)
+    lines = [
+        f"**{model_name}** (d = {d_model}, |V| = {vocab}): theoretical capacity 16·d/log2|V| = {cap:.0f} tokens, "
+        f"bit budget 16·d = {16 * d_model} bits.",
+        "",
+        "| source | samples | horizon (tokens) | hit cap | H_LM of horizon (bits) | IG (bits) | bits/token | "
+        "ratio | IG / 16d |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in summary:
+        lines.append(
+            f"| {d['source']} | {d['n']} | {_pm(d['horizon_mean'], d['horizon_std'])} | {d['capped']}/{d['n']} | "
+            f"{_pm(d['h_lm_bits_mean'], d['h_lm_bits_std'])} | "
+            f"{_pm(d['information_gain_bits_mean'], d['information_gain_bits_std'])} | "
+            f"{_pm(d['bits_per_token_mean'], d['bits_per_token_std'], '{:.2f}')} | x{d['compression_ratio_mean']:.1f} | "
+            f"{_pm(d['utilisation_mean'], d['utilisation_std'], '{:.4f}')} |"
+        )
+    h, g = stab["horizon"], stab["information_gain_bits"]
+    lines += [
+        "",
+        f"Spread of the per-source means: horizon CV {h['cv']:.2f} (max/min {h['max_over_min']:.2f}), "
+        f"information gain CV {g['cv']:.2f} (max/min {g['max_over_min']:.2f}) → information gain "
+        f"{'is' if stab['ig_more_stable'] else 'is not'} more stable across sources than horizon length.",
+        "",
+        "Kuratov et al. (REFERENCE D.13; full cramming, 99% accuracy, lengths 8…3072):",
+        "",
+        "| model | d | V | PG19 tokens | random tokens | theor. cap. | CE red. PG19 (nats) | util. PG19 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k, (d, v, pg, rnd, th, ce, u) in KURATOV.items():
+        lines.append(f"| {k} | {d} | {v} | {pg} | {rnd} | {th} | {ce} | {u} |")
+    return "\n".join(lines) + "\n"
+
+
+def horizon_vs_ig_figure(samples: Sequence, out_dir: str | Path, title: str, name: str = "horizon_vs_ig") -> list[Path]:
+    """Per-sample horizon (tokens) vs information gain (bits), one colour per source, source means as crosses."""
+    import plotly.graph_objects as go
+
+    from analyses.capacity import summarise
+
+    fig = go.Figure()
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    for i, d in enumerate(summarise(samples)):
+        rows = [s for s in samples if s.source == d["source"]]
+        c = colours[i % len(colours)]
+        fig.add_trace(go.Scatter(
+            x=[s.horizon for s in rows], y=[s.information_gain_bits for s in rows], mode="markers", name=d["source"],
+            marker={"color": c, "size": 9, "opacity": 0.7}, text=[s.text_id for s in rows],
+            hovertemplate="%{text}<br>horizon %{x}<br>IG %{y:.1f} bits",
+        ))  # fmt: skip
+        fig.add_trace(go.Scatter(
+            x=[d["horizon_mean"]], y=[d["information_gain_bits_mean"]], mode="markers", showlegend=False,
+            marker={"color": c, "size": 16, "symbol": "x-thin", "line": {"width": 3, "color": c}},
+            error_x={"type": "data", "array": [d["horizon_std"]]},
+            error_y={"type": "data", "array": [d["information_gain_bits_std"]]},
+        ))  # fmt: skip
+    fig.update_layout(title=title, xaxis_title="horizon (tokens)", yaxis_title="information gain (bits)",
+                      height=480, width=720, template="plotly_white")  # fmt: skip
+    return write_figure(fig, out_dir, name)

@@ -1,0 +1,194 @@
+"""The downstream evaluation driver: cram benchmark contexts with ``cramlens.cram``, score them, keep results resumable.
+
+Run directory (``--out``)::
+
+    out/
+      crams/len013/ ...      one cramlens run directory per context length (full cramming needs one length)
+      results.jsonl          one row per scored item (appended atomically line by line; a rerun skips done items)
+      summary.json           the table of the run (rewritten at the end)
+
+Contexts of different token lengths are crammed in separate ``cram`` calls (full cramming optimises one target
+length per batch); inside a length group ``batch_size`` samples share a forward but keep their own AdamW state
+and stop independently. The cram of an item is the paper's C.4: the context alone, the ``downstream`` recipe
+(lr 0.1, cosine to 0, no warmup, N(0, 0.02^2) init, betas (0.9, 0.999), 1000 steps), converged = teacher-forced
+accuracy 1.0 on the context.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from transformer_lens import HookedTransformer
+
+import cramlens as cl
+from cramlens.errors import check
+from cramlens.runs import atomic_write_text
+from cramlens.texts import TextSample
+
+from .benchmarks import Item
+from .scoring import ChoiceScores, score_items, summarize_choice_scores
+
+
+def context_ids(model: HookedTransformer, text: str) -> list[int]:
+    """Token ids of ``text`` without BOS (the layout adds BOS when the model's tokenizer does)."""
+    return model.to_tokens(text, prepend_bos=False)[0].tolist()
+
+
+def token_counter(model: HookedTransformer) -> Callable[[str], int]:
+    """``text -> number of tokens`` (no BOS), for the selection rule."""
+    return lambda text: len(context_ids(model, text))
+
+
+def cram_contexts(
+    model: HookedTransformer,
+    items: Sequence[Item],
+    out: str | os.PathLike,
+    recipe: str | cl.Recipe = "downstream",
+    batch_size: int = 16,
+    max_steps: int | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+    **recipe_overrides,
+) -> dict[str, cl.CrammedSample]:
+    """Cram every item's context (grouped by token length, resumable) → ``{item.id: CrammedSample}``."""
+    out = Path(out)
+    groups: dict[int, list[tuple[int, Item, list[int]]]] = {}
+    for n, it in enumerate(items):
+        ids = context_ids(model, it.context)
+        check(len(ids) > 0, f"item {it.id}: empty context")
+        groups.setdefault(len(ids), []).append((n, it, ids))
+    done: dict[str, cl.CrammedSample] = {}
+    for length, group in sorted(groups.items()):
+        texts = [TextSample(f"{it.task}:{it.id}", it.context, tuple(ids), it.task) for _, it, ids in group]
+        run = cl.cram(
+            model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed,
+            out=out / f"len{length:03d}", resume=True, first_id=group[0][0], **recipe_overrides,
+        )  # fmt: skip
+        for (_, it, _), s in zip(group, run.samples, strict=True):
+            done[it.id] = s
+        if log is not None:
+            conv = sum(s.accuracy_final >= 1.0 for s in run.samples)
+            steps = sum(s.steps for s in run.samples) / len(run.samples)
+            log(f"cram len {length}: {conv}/{len(run.samples)} converged, mean steps {steps:.0f}")
+    return done
+
+
+def converged(sample: cl.CrammedSample) -> bool:
+    """The paper's ``is_fully_converged``: teacher-forced accuracy 1.0 on the whole context."""
+    return sample.accuracy_final >= 1.0 and sample.horizon == len(sample.sequence)
+
+
+def load_crams(out: str | os.PathLike, model: HookedTransformer | None = None) -> dict[str, cl.CrammedSample]:
+    """The crams of a downstream run directory (``out/crams`` or ``out`` itself) → ``{item id: sample}``."""
+    root = Path(out)
+    root = root / "crams" if (root / "crams").exists() else root
+    dirs = sorted(p for p in root.glob("len*") if (p / "config.json").exists())
+    check(len(dirs) > 0, f"no crams under {root}; run scripts/downstream.py --task hellaswag first")
+    out_map: dict[str, cl.CrammedSample] = {}
+    for d in dirs:
+        for s in cl.load_run(d, model).samples:
+            out_map[s.text_id.split(":", 1)[1]] = s
+    return out_map
+
+
+# ------------------------------------------------------------------------------------------- results I/O
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """Rows of ``results.jsonl`` (a torn last line is ignored)."""
+    p = Path(path)
+    rows = []
+    if p.exists():
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
+
+
+def append_results(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Append rows to a jsonl file, fsynced."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_summary(path: str | os.PathLike, summary: dict) -> None:
+    atomic_write_text(Path(path), json.dumps(summary, indent=1))
+
+
+# ------------------------------------------------------------------------------------------- choice tasks
+VARIANTS = ("context_ending", "ending_only", "edge", "compression_only")
+
+
+def evaluate_choices(
+    model: HookedTransformer,
+    items: Sequence[Item],
+    crams: dict[str, cl.CrammedSample],
+    out: str | os.PathLike,
+    variants: Sequence[str] = VARIANTS,
+    joiner: str = " ",
+    batch_size: int = 16,
+    log: Callable[[str], None] | None = print,
+) -> dict:
+    """Score every item without and with its crammed context; rows to ``out/results.jsonl``; returns the summary."""
+    out = Path(out)
+    path = out / "results.jsonl"
+    have = {r["id"] for r in read_results(path)}
+    todo = [it for it in items if it.id not in have]
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        base = score_items(model, chunk, None, ("context_ending", "ending_only"), joiner, batch_size=batch_size)
+        mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
+        comp = score_items(model, chunk, mem, variants, joiner, batch_size=batch_size)
+        append_results(path, _rows(chunk, base, comp, crams))
+        if log is not None:
+            log(f"scored {min(start + batch_size, len(todo))}/{len(todo)} items")
+    rows = [r for r in read_results(path) if r["id"] in {it.id for it in items}]
+    summary = summarize_rows(rows)
+    write_summary(out / "summary.json", summary)
+    return summary
+
+
+def _rows(chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: dict) -> list[dict]:
+    rows = []
+    for i, it in enumerate(chunk):
+        s = crams[it.id]
+        rows.append(
+            {
+                "id": it.id,
+                "label": it.label,
+                "n_tokens": base.n_tokens[i],
+                "converged": converged(s),
+                "cram_steps": s.steps,
+                "cram_len": len(s.sequence),
+                "greedy_exact": s.greedy_exact,
+                "base": {v: base.nll[v][i] for v in base.nll},
+                "cram": {v: comp.nll[v][i] for v in comp.nll},
+            }
+        )
+    return rows
+
+
+def summarize_rows(rows: Sequence[dict]) -> dict:
+    """Base / Cram accuracies per variant, over all items and over the converged subset; Conv%."""
+    base = {v: [r["base"][v] for r in rows] for v in rows[0]["base"]} if rows else {}
+    comp = {v: [r["cram"][v] for r in rows] for v in rows[0]["cram"]} if rows else {}
+    labels = [r["label"] for r in rows]
+    ntok = [r["n_tokens"] for r in rows]
+    conv = [bool(r["converged"]) for r in rows]
+    return {
+        "n_items": len(rows),
+        "conv_pct": 100.0 * sum(conv) / max(1, len(rows)),
+        "base": summarize_choice_scores(base, labels, ntok),
+        "base_converged": summarize_choice_scores(base, labels, ntok, conv),
+        "cram": summarize_choice_scores(comp, labels, ntok),
+        "cram_converged": summarize_choice_scores(comp, labels, ntok, conv),
+    }

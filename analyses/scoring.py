@@ -1,0 +1,230 @@
+"""Likelihood multiple choice with and without a crammed context embedding (REFERENCE C.4): the one scorer that
+the downstream evaluation and the knockout sweeps both use.
+
+An item's choice ``j`` is the token sequence ``seq_j = [BOS?] + tokens(context + joiner + choice_j)`` (BOS when the
+model's tokenizer adds one). Base scores ``seq_j`` alone; Cram prepends the item's memory vector(s):
+``[mem] + seq_j`` (the original context stays in the text, as in the reference). Per token ``t`` of ``seq_j`` the
+negative log-likelihood ``-log p(seq_j[t] | mem?, seq_j[:t])`` is computed once, and the variants are means over
+token ranges (the prediction is the argmin, i.e. the lowest perplexity):
+
+- ``context_ending`` (reference default): tokens ``1..n-1`` (all but the first);
+- ``ending_only``: the choice's tokens only (``ctx_len..n-1``);
+- ``edge``: tokens ``0..n-1`` (adds the memory's prediction of the first token; with no memory = context_ending);
+- ``compression_only``: ``[mem] + [BOS?] + tokens(choice)``, the choice's tokens (the context text removed).
+
+``joiner`` is the text between context and choice: the reference uses ``" "`` for its baseline and ``""`` for its
+compressed text (REFERENCE E.9); we use ``" "`` for both so that Base and Cram score the same tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformer_lens import HookedTransformer
+
+from cramlens.forward import logits_from_residual
+from cramlens.hooks import EMPTY, HookSet, inject
+from cramlens.layout import PLACEHOLDER_ID
+
+from .benchmarks import Item
+
+
+# ------------------------------------------------------------------------------------------- packed batches
+@dataclass
+class Packed:
+    """Right-padded rows ``[mem]*n_mem + seq[:-1]`` and the flat list of scored (row, position, target, index)."""
+
+    input_ids: torch.Tensor  # [B, T]
+    n_mem: int
+    row: torch.Tensor  # [K]
+    pos: torch.Tensor  # [K] input position whose logit predicts the target
+    target: torch.Tensor  # [K]
+    index: torch.Tensor  # [K] index t of the target within its sequence
+    lengths: list[int]
+
+
+def pack(seqs: Sequence[Sequence[int]], n_mem: int, device: torch.device | str = "cpu") -> Packed:
+    """Rows for ``seqs``: with memory every token is a target (``t >= 0``), without it ``t >= 1``."""
+    rows, row, pos, tgt, idx = [], [], [], [], []
+    for b, seq in enumerate(seqs):
+        seq = [int(x) for x in seq]
+        rows.append([PLACEHOLDER_ID] * n_mem + seq[:-1])
+        for t in range(0 if n_mem else 1, len(seq)):
+            row.append(b)
+            pos.append(n_mem - 1 + t)
+            tgt.append(seq[t])
+            idx.append(t)
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), PLACEHOLDER_ID, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+
+    def t(x):
+        return torch.tensor(x, dtype=torch.long, device=device)
+
+    return Packed(ids.to(device), n_mem, t(row), t(pos), t(tgt), t(idx), [len(s) for s in seqs])
+
+
+def residual(
+    model: HookedTransformer,
+    packed: Packed,
+    memory: torch.Tensor | None = None,
+    hooks: HookSet = EMPTY,
+    start_at_layer: int | None = None,
+    resid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Final residual ``[B, T, d]`` (before ``ln_final``); from ``resid`` at ``start_at_layer`` when given."""
+    hs = hooks
+    if start_at_layer is None and packed.n_mem:
+        hs = inject(memory, list(range(packed.n_mem))) + hooks
+    with model.hooks(fwd_hooks=list(hs)):
+        if start_at_layer is None:
+            return model(packed.input_ids, stop_at_layer=model.cfg.n_layers, padding_side="right")
+        return model(resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers)
+
+
+def nll_at(model: HookedTransformer, resid: torch.Tensor, packed: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(nll [K], argmax-correct [K])`` at the scored positions of ``packed`` (unembedding only there)."""
+    logits = logits_from_residual(model, resid[packed.row, packed.pos]).float()
+    nll = F.cross_entropy(logits, packed.target, reduction="none")
+    return nll, logits.argmax(-1) == packed.target
+
+
+def per_sequence(values: torch.Tensor, packed: Packed, fill: float = float("nan")) -> list[torch.Tensor]:
+    """Scatter flat per-target values back into one ``[len(seq)]`` tensor per sequence."""
+    out = [torch.full((n,), fill, dtype=torch.float32) for n in packed.lengths]
+    v, r, i = values.detach().float().cpu(), packed.row.cpu(), packed.index.cpu()
+    for b in range(len(out)):
+        m = r == b
+        out[b][i[m]] = v[m]
+    return out
+
+
+@torch.no_grad()
+def token_nll(
+    model: HookedTransformer,
+    seqs: Sequence[Sequence[int]],
+    memory: torch.Tensor | None = None,
+    hooks: HookSet = EMPTY,
+    batch_size: int = 32,
+) -> list[torch.Tensor]:
+    """Per sequence ``[len(seq)]`` natural-log NLL of each token (``nan`` where nothing predicts it).
+
+    ``memory``: ``None`` (no memory) or ``[len(seqs), m, d]``, one memory per sequence, at positions ``0..m-1``.
+    """
+    n_mem = 0 if memory is None else memory.shape[1]
+    out: list[torch.Tensor] = []
+    for s in range(0, len(seqs), batch_size):
+        packed = pack(seqs[s : s + batch_size], n_mem, model.cfg.device)
+        mem = None if memory is None else memory[s : s + batch_size]
+        nll, _ = nll_at(model, residual(model, packed, mem, hooks), packed)
+        out.extend(per_sequence(nll, packed))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- choices
+def choice_sequences(model: HookedTransformer, item: Item, joiner: str = " ") -> tuple[list[list[int]], int]:
+    """``([BOS?] + tokens(context + joiner + choice_j) for j, ctx_len)``; ``ctx_len`` = shared prefix with the context."""
+    ctx = model.to_tokens(item.context)[0].tolist()
+    seqs = [model.to_tokens(item.context + joiner + c)[0].tolist() for c in item.choices]
+    n = len(ctx)
+    for s in seqs:  # BPE may merge across the boundary: keep only the common prefix as "context"
+        k = 0
+        while k < min(n, len(s) - 1) and s[k] == ctx[k]:
+            k += 1
+        n = k
+    return seqs, n
+
+
+def _mean(v: torch.Tensor, lo: int, hi: int) -> float:
+    x = v[lo:hi]
+    x = x[~torch.isnan(x)]
+    return float(x.mean()) if len(x) else float("inf")
+
+
+@dataclass
+class ChoiceScores:
+    """Per variant, per item, per choice: mean NLL (lower is better); ``n_tokens`` of context + correct choice."""
+
+    nll: dict[str, list[list[float]]]
+    n_tokens: list[int]
+    ctx_len: list[int]
+
+
+@torch.no_grad()
+def score_items(
+    model: HookedTransformer,
+    items: Sequence[Item],
+    memory: torch.Tensor | None = None,
+    variants: Sequence[str] = ("context_ending",),
+    joiner: str = " ",
+    hooks: HookSet = EMPTY,
+    batch_size: int = 32,
+) -> ChoiceScores:
+    """Score every choice of every item; ``memory`` is ``None`` or ``[len(items), m, d]`` (one per item)."""
+    bad = set(variants) - {"context_ending", "ending_only", "edge", "compression_only"}
+    assert not bad, f"unknown scoring variants {sorted(bad)}"
+    enc = [choice_sequences(model, it, joiner) for it in items]
+    flat = [s for seqs, _ in enc for s in seqs]
+    owner = [i for i, (seqs, _) in enumerate(enc) for _ in seqs]
+    mem = None if memory is None else memory[owner]
+    nlls = token_nll(model, flat, mem, hooks, batch_size) if set(variants) - {"compression_only"} else []
+    out: dict[str, list[list[float]]] = {v: [[] for _ in items] for v in variants}
+    for v in set(variants) - {"compression_only"}:
+        for k, nll in enumerate(nlls):
+            i = owner[k]
+            lo = {"context_ending": 1, "ending_only": enc[i][1], "edge": 0}[v]
+            out[v][i].append(_mean(nll, lo, len(nll)))
+    if "compression_only" in variants:
+        bos = 1 if model.cfg.default_prepend_bos else 0
+        ends = [model.to_tokens(c)[0].tolist() for it in items for c in it.choices]
+        if memory is None:  # no memory: the choice alone, its tokens after the first
+            seqs_nll = token_nll(model, ends, None, hooks, batch_size)
+        else:
+            seqs_nll = token_nll(model, ends, mem, hooks, batch_size)
+        for k, nll in enumerate(seqs_nll):
+            out["compression_only"][owner[k]].append(_mean(nll, bos, len(nll)))
+    n_tokens = [len(enc[i][0][it.label]) for i, it in enumerate(items)]
+    return ChoiceScores(out, n_tokens, [c for _, c in enc])
+
+
+def predict(nll: Sequence[Sequence[float]]) -> list[int]:
+    """Argmin of the mean NLL per item (ties: the first choice)."""
+    return [min(range(len(row)), key=lambda j: row[j]) for row in nll]
+
+
+def accuracy(pred: Sequence[int], labels: Sequence[int], mask: Sequence[bool] | None = None) -> float:
+    """Plain accuracy (%) over the items in ``mask`` (all by default)."""
+    keep = [i for i in range(len(labels)) if mask is None or mask[i]]
+    return 100.0 * sum(pred[i] == labels[i] for i in keep) / len(keep) if keep else float("nan")
+
+
+def token_normalized_accuracy(
+    pred: Sequence[int], labels: Sequence[int], n_tokens: Sequence[int], mask: Sequence[bool] | None = None
+) -> float:
+    """The paper's Base metric (%): ``sum_i 1[correct_i] ntok_i / sum_i ntok_i`` (ntok = context + correct choice)."""
+    keep = [i for i in range(len(labels)) if mask is None or mask[i]]
+    den = sum(n_tokens[i] for i in keep)
+    return 100.0 * sum(n_tokens[i] * (pred[i] == labels[i]) for i in keep) / den if den else float("nan")
+
+
+def summarize_choice_scores(
+    nll: dict[str, Sequence[Sequence[float]]],
+    labels: Sequence[int],
+    n_tokens: Sequence[int],
+    mask: Sequence[bool] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Per variant: ``{"acc": %, "acc_tok": % token-normalised, "n": items}``."""
+    out = {}
+    for v, rows in nll.items():
+        p = predict(rows)
+        n = sum(1 for i in range(len(labels)) if mask is None or mask[i])
+        out[v] = {
+            "acc": accuracy(p, labels, mask),
+            "acc_tok": token_normalized_accuracy(p, labels, n_tokens, mask),
+            "n": n,
+        }
+    return out

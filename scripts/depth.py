@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Capacity vs retained depth (issue 9): truncate, finetune briefly, progressive-cram the same texts, tabulate.
+
+    python scripts/depth.py --grid smollm2-135m=1,2,4,8,full --samples 5 --seq-len 48 --out runs/capacity
+    python scripts/depth.py --grid gemma-3-270m=1,2,4 --samples 3 --no-finetune --out runs/capacity
+    python scripts/depth.py --table-only --out runs/capacity        # the table and heatmap of what is done
+
+Every variant lives in ``<out>/<model>/<variant>/`` (finetune checkpoint, cramming run directory, result.json);
+rerunning the same command resumes. The finetune defaults are a short CPU recipe (analyses.depth.CPU_FINETUNE);
+the paper's full recipe is analyses.depth.PAPER_FINETUNE (5,000 steps x 256 x 1024 tokens on fineweb-edu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+
+from cramlens import cli  # noqa: E402
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("variants")
+    g.add_argument("--grid", nargs="+", default=["smollm2-135m=1,2,4,8,full"],
+                   help="MODEL=N1,N2,...[,full] entries (registry names or HF directories)")
+    g.add_argument("--scheme", default="first", choices=["first", "last", "first_last"],
+                   help="which blocks N keeps: first N (paper's main table), last N, first N + last N")
+    g.add_argument("--no-finetune", action="store_true", help="cram the truncated models as they are")
+    f = p.add_argument_group("recovery finetune (short CPU defaults; paper: analyses.depth.PAPER_FINETUNE)")
+    f.add_argument("--ft-steps", type=int, default=200)
+    f.add_argument("--ft-seq-len", type=int, default=64)
+    f.add_argument("--ft-batch-size", type=int, default=4)
+    f.add_argument("--ft-lr", type=float, default=1e-3)
+    f.add_argument("--ft-warmup", type=int, default=20)
+    f.add_argument("--ft-trainable", default="blocks", choices=["all", "blocks"],
+                   help="all parameters (paper) or the blocks only (embedding/unembedding frozen; cheaper)")
+    f.add_argument("--ft-data", default=None, help="finetune corpus (default: --data)")
+    f.add_argument("--ft-skip-docs", type=int, default=20,
+                   help="skip the first documents of the corpus (the crammed texts come from there)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    cli.add_data_args(p, samples=5, seq_len=48)
+    cli.add_recipe_args(p)
+    p.add_argument("--batch-size", type=int, default=None, help="samples crammed together (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/capacity", help="root of the sweep (shared with scripts/capacity.py)")
+    p.add_argument("--no-fast", action="store_true", help="keep TransformerLens's own forwards (no cramlens.fast)")
+    p.add_argument("--table-only", action="store_true", help="only print the table / figures of finished variants")
+    p.add_argument("--figures", default="figures/depth", help="where the heatmap goes ('' to skip)")
+    return p.parse_args(argv)
+
+
+def parse_grid(entries: list[str], scheme: str, finetune: bool):
+    from cramlens.errors import check
+
+    from analyses.capacity import Variant
+
+    out = []
+    for e in entries:
+        check("=" in e, f"--grid entry {e!r}: use MODEL=N1,N2,... (e.g. smollm2-135m=1,2,4,full)")
+        model, ns = e.split("=", 1)
+        for tok in ns.split(","):
+            tok = tok.strip().lower()
+            check(tok == "full" or tok.isdigit(), f"--grid entry {e!r}: depths are integers or 'full'")
+            out.append(Variant(model, None if tok == "full" else int(tok), scheme, finetune))
+    return out
+
+
+def main(argv=None) -> None:
+    a = parse(argv)
+    console = Console()
+    from analyses import capacity as cap
+    from analyses.depth import CPU_FINETUNE
+    from analyses.capacity_report import depth_markdown, depth_table
+
+    if not a.table_only:
+        import time
+
+        from cramlens import fast, load_model
+
+        def load(name):
+            m = load_model(name, device=a.device, dtype=a.dtype)
+            return m if a.no_fast else fast.optimize(m)
+
+        ft = CPU_FINETUNE.with_(
+            steps=a.ft_steps, seq_len=a.ft_seq_len, batch_size=a.ft_batch_size, lr=a.ft_lr, warmup=a.ft_warmup,
+            trainable=a.ft_trainable, source=a.ft_data or a.data, skip_docs=a.ft_skip_docs, seed=a.seed,
+        )  # fmt: skip
+        variants = parse_grid(a.grid, a.scheme, not a.no_finetune)
+
+        def log(msg):
+            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
+
+        cap.depth_sweep(variants, a.data, a.samples, a.seq_len, cli.recipe_from_args(a), ft, a.out,
+                        a.batch_size, a.seed, load=load, log=log)  # fmt: skip
+    results = cap.collect_results(a.out)
+    console.print(depth_table(results))
+    md = depth_markdown(results)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "depth_report.md").write_text(md)
+    if a.figures and results:
+        from analyses.capacity_report import depth_heatmap
+
+        paths = depth_heatmap(results, a.figures)
+        console.print(f"figures: {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

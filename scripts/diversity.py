@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Solution diversity across learning rates (REFERENCE C.3): run the LR sweep, then analyse it.
+
+    # one progressive run per learning rate, same seed (so every sample starts from the same e_0), resumable
+    python scripts/diversity.py run --lrs 0.01 0.1 0.5 --samples 3 --seq-len 32 --batch-size 3 --root runs
+    # Sol. dist., Dir. cos. (vs 1/sqrt(d)), IG CV, Disp. ratio over runs/lrsweep_*/ (partial runs are fine)
+    python scripts/diversity.py analyze --root runs --figures figures/diversity
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from analyses.trajectory_figures import save  # noqa: E402
+from cramlens import cli  # noqa: E402
+
+PAPER = [  # REFERENCE D.5
+    ("Llama-3.1-8B (paper)", 224, 0.9, "1.49 [1.43, 1.53]", 0.18, "15x"),
+    ("Pythia-1.4B (paper)", 238, 1.8, "1.58 [1.55, 1.62]", 0.24, "43x"),
+    ("SmolLM2-1.7B (paper)", 239, 1.6, "1.61 [1.58, 1.64]", 0.10, "27x"),
+    ("Gemma-3-4B (paper)", 198, 1.8, "1.63 [1.61, 1.64]", 0.04, "19x"),
+]
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="progressive runs at several learning rates into <root>/lrsweep_<lr>/")
+    cli.add_model_args(r)
+    cli.add_data_args(r, samples=3, seq_len=32)
+    cli.add_recipe_args(r)
+    r.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.1, 0.5])
+    r.add_argument("--root", default="runs", help="parent directory of the lrsweep_<lr>/ run directories")
+    r.add_argument("--batch-size", type=int, default=3)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true")
+    a = sub.add_parser("analyze", help="diversity table and figures from <root>/lrsweep_*/")
+    a.add_argument("--root", default="runs")
+    a.add_argument("--lengths", type=int, default=24, help="geometric grid size per sample (paper: 24)")
+    a.add_argument("--min-length", type=int, default=4)
+    a.add_argument("--figures", default="figures/diversity")
+    a.add_argument("--json", default=None, help="write the summary and groups here (default <figures>/diversity.json)")
+    return p.parse_args(argv if argv is not None else sys.argv[1:])
+
+
+def cmd_run(a: argparse.Namespace, console: Console) -> None:
+    from analyses.diversity import run_lr_sweep
+    from cramlens.report import LiveProgress, samples_table
+
+    a.recipe = a.recipe if a.recipe != cli.DEFAULT_PRESET else "paper"
+    rc = cli.recipe_from_args(a)
+    model, texts = cli.load_model_and_texts(a)
+    factory = None if a.no_progress else (lambda lr: LiveProgress(console, title=f"progressive cramming, lr {lr:g}"))
+    runs = run_lr_sweep(model, texts, a.lrs, a.root, a.seq_len, rc, a.batch_size, a.seed, progress_factory=factory)
+    for lr, run in runs.items():
+        console.print(samples_table(run, f"lr {lr:g}: compression horizons"))
+
+
+def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
+    from analyses.diversity import load_sweep, solution_groups, summarize
+
+    runs = load_sweep(a.root)
+    if len(runs) < 2:
+        raise cli.CramlensError(f"found {len(runs)} lrsweep_* runs under {a.root}; run `diversity.py run` first")
+    d = int(next(iter(runs.values())).rows[0]["embedding"].numel())
+    groups = solution_groups(runs, a.lengths, a.min_length)
+    s = summarize(groups, d)
+    t = Table(title="Solution diversity (same init, different learning rates)", title_justify="left")
+    for c in ("model", "N", "IG CV", "Sol. dist. median [IQR]", "Dir. cos.", "Disp. ratio"):
+        t.add_column(c, justify="left" if c == "model" else "right")
+    model_name = next(iter(runs.values())).config["settings"].get("model", "?")
+    if s["N"]:
+        t.add_row(
+            f"{model_name} (ours, lrs {', '.join(f'{x:g}' for x in s['lrs'])})",
+            str(s["N"]),
+            f"{s['ig_cv']:.1f}%",
+            f"{s['sol_dist_median']:.2f} [{s['sol_dist_q1']:.2f}, {s['sol_dist_q3']:.2f}]",
+            f"{s['dir_cos']:+.2f}",
+            f"{s['disp_ratio']:.0f}x",
+        )
+    for row in PAPER:
+        t.add_row(row[0], str(row[1]), f"{row[2]}%", row[3], f"{row[4]:+.2f}", row[5])
+    t.caption = f"random-direction cosine baseline 1/sqrt(d) = {s.get('random_cos', float('nan')):.3f} (d = {d})"
+    console.print(t)
+    ht = Table(title="Per learning rate", title_justify="left")
+    for c in ("lr", "samples", "horizons", "mean |e*-e0| over groups"):
+        ht.add_column(c, justify="right")
+    for lr, run in sorted(runs.items()):
+        ht.add_row(f"{lr:g}", str(len(run.samples)), str(run.horizons()), f"{s.get('disp_by_lr', {}).get(lr, math.nan):.2f}")
+    console.print(ht)
+    out = Path(a.figures)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"summary": s, "groups": [vars(g) for g in groups], "horizons": {lr: r.horizons() for lr, r in runs.items()}}
+    Path(a.json or out / "diversity.json").write_text(json.dumps(payload, indent=1, default=str))
+    if groups:
+        figures(groups, s, out)
+    console.print(f"results: {a.json or out / 'diversity.json'}, figures in {out}/")
+
+
+def figures(groups, s: dict, out: Path) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Sol. dist. vs prefix length", "Dir. cos. vs prefix length",
+                                                        "|e* - e0| by learning rate"))  # fmt: skip
+    for sid in sorted({g.sample_id for g in groups}):
+        gs = [g for g in groups if g.sample_id == sid]
+        fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.sol_dist for g in gs], mode="lines+markers",
+                                 name=f"sample {sid}", legendgroup=str(sid)), 1, 1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.dir_cos for g in gs], mode="lines+markers",
+                                 name=f"sample {sid}", legendgroup=str(sid), showlegend=False), 1, 2)  # fmt: skip
+    fig.add_hline(y=math.sqrt(2), line_dash="dot", annotation_text="sqrt(2): orthogonal, equal length", row=1, col=1)
+    rc = s["random_cos"]
+    fig.add_hrect(y0=-rc, y1=rc, fillcolor="grey", opacity=0.2, line_width=0, row=1, col=2)
+    for lr in s["lrs"]:
+        gs = [g for g in groups if lr in g.disp]
+        fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.disp[lr] for g in gs], mode="markers",
+                                 name=f"lr {lr:g}"), 1, 3)  # fmt: skip
+    fig.update_xaxes(title_text="prefix length L (tokens)")
+    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_layout(title="Solution diversity across learning rates (shaded: ±1/sqrt(d))", width=1400, height=450)
+    save(fig, out / "diversity")
+
+
+def main(argv=None) -> None:
+    a = parse(argv)
+    console = Console()
+    (cmd_run if a.cmd == "run" else cmd_analyze)(a, console)
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Regenerate every figure the toolkit can compute from run directories: HTML + PNG per figure and a README.
+
+    python scripts/make_figures.py --out figures                 # what `make figures` runs
+    python scripts/make_figures.py --list                        # the registry: figure, inputs, command
+    python scripts/make_figures.py --out /tmp/f --only token_explorer horizon_ig --progressive runs/demo
+
+Each figure is one interactive HTML file (plotly.js is written once as ``<out>/plotly.min.js`` and referenced
+relatively, so the files work offline) and one PNG (kaleido + a Chrome-family browser; when that fails the HTML is
+still written). A figure whose inputs are absent is skipped with one line naming the missing run or result and
+the command that makes it; ``<out>/README.md`` indexes what was made and lists what is waiting.
+No model is loaded: figures that need forwards are drawn from the result files of their analysis scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analyses.figure_registry import COMMANDS, REGISTRY, Built, FigureSpec, Missing, Sources  # noqa: E402
+from cramlens import cli  # noqa: E402
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="figures", help="where the HTML, PNG and README.md go")
+    p.add_argument("--runs", default="runs", help="root of the run directories")
+    p.add_argument("--results", default="figures",
+                   help="root of the analysis scripts' result files (their default: figures/<analysis>/)")
+    p.add_argument("--progressive", default=None,
+                   help="progressive run directory to draw (default: <runs>/prog6, else <runs>/demo)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these figures (see --list)")
+    p.add_argument("--no-png", action="store_true", help="HTML only (no browser needed)")
+    p.add_argument("--png-scale", type=float, default=1.5, help="PNG pixel scale")
+    p.add_argument("--list", action="store_true", help="print the registry and exit")
+    return p.parse_args(argv)
+
+
+class PngWriter:
+    """kaleido with one browser kept open for all figures; the first failure disables PNGs with one warning."""
+
+    def __init__(self, enabled: bool, scale: float):
+        self.enabled, self.scale, self.server, self.error = enabled, scale, False, ""
+
+    def write(self, fig, path: Path) -> bool:
+        if not self.enabled:
+            return False
+        try:
+            import kaleido
+
+            if not self.server and hasattr(kaleido, "start_sync_server"):
+                kaleido.start_sync_server(silence_warnings=True)
+                self.server = True
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig.write_image(str(path), scale=self.scale)
+            return True
+        except Exception as e:  # no browser / kaleido: keep going with HTML only
+            self.enabled = False
+            self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"warning: static PNG export failed ({self.error[:160]}); writing HTML only "
+                  "(install chromium: `apt-get install -y chromium`, or run `make figures`)", file=sys.stderr)  # fmt: skip
+            return False
+
+    def close(self) -> None:
+        if self.server:
+            import kaleido
+
+            try:
+                kaleido.stop_sync_server(silence_warnings=True)
+            except Exception:  # pragma: no cover
+                pass
+
+
+def write_html(fig, path: Path) -> None:
+    """HTML referencing ``plotly.min.js`` beside it (plotly copies the bundle there the first time)."""
+    fig.write_html(str(path), include_plotlyjs="directory", full_html=True)
+
+
+def make(specs: list[FigureSpec], src: Sources, out: Path, png: PngWriter, log=print) -> tuple[list, list]:
+    """Build and write every spec; returns ``(made, skipped)``: ``(spec, Built, files)`` and ``(spec, reason)``."""
+    out.mkdir(parents=True, exist_ok=True)
+    made, skipped = [], []
+    for spec in specs:
+        t0 = time.time()
+        try:
+            built: list[Built] = spec.build(src)
+        except Missing as e:
+            skipped.append((spec, str(e)))
+            log(f"skip {spec.name}: {e}")
+            continue
+        except Exception as e:  # a broken input must not stop the other figures
+            skipped.append((spec, f"failed: {type(e).__name__}: {e}"))
+            log(f"FAIL {spec.name}: {type(e).__name__}: {e}")
+            continue
+        for b in built:
+            files = [out / f"{b.name}.html"]
+            write_html(b.fig, files[0])
+            if png.write(b.fig, out / f"{b.name}.png"):
+                files.append(out / f"{b.name}.png")
+            made.append((spec, b, files))
+            log(f"made {b.name}: {', '.join(f.name for f in files)} ({time.time() - t0:.1f}s)")
+    return made, skipped
+
+
+def readme(made: list, skipped: list, src: Sources, argv: list[str]) -> str:
+    cmd = "python scripts/make_figures.py " + " ".join(argv) if argv else "python scripts/make_figures.py"
+    lines = [
+        "# Figures",
+        "",
+        f"Written by `{cmd}` (`make figures` runs `python scripts/make_figures.py --out figures`). Every figure is",
+        "an interactive HTML file (open it in a browser; `plotly.min.js` beside it, no network needed) and a static",
+        "PNG. Each row names the inputs it was drawn from and the command that made them; paper references are",
+        "to `shared/REFERENCE.md`.",
+        "",
+        "| figure | what it shows | paper | drawn from | inputs made by |",
+        "|---|---|---|---|---|",
+    ]
+    for spec, b, files in made:
+        links = " · ".join(f"[{f.suffix[1:]}]({f.name})" for f in files)
+        inputs = ", ".join(f"`{i}`" for i in b.inputs if i)
+        lines.append(f"| **{b.name}** {links} | {spec.shows} | {spec.paper} | {inputs} | "
+                     f"`{src.fmt(COMMANDS[spec.command])}` |")  # fmt: skip
+    if skipped:
+        lines += ["", "## Waiting for inputs", "", "| figure | what it shows | missing |", "|---|---|---|"]
+        for spec, why in skipped:
+            lines.append(f"| {spec.name} | {spec.shows} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def list_registry(src: Sources) -> None:
+    for s in REGISTRY:
+        print(f"{s.name:22s} {s.shows}\n{'':22s} inputs: {src.fmt(s.inputs)}\n{'':22s} made by: "
+              f"{src.fmt(COMMANDS[s.command])}")  # fmt: skip
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = parse(argv)
+    src = Sources(Path(a.runs), Path(a.results), Path(a.progressive) if a.progressive else None)
+    if a.list:
+        list_registry(src)
+        return
+    specs = REGISTRY
+    if a.only:
+        names = {s.name for s in REGISTRY}
+        unknown = sorted(set(a.only) - names)
+        if unknown:
+            raise cli.CramlensError(f"unknown figure(s) {', '.join(unknown)}; see --list")
+        specs = [s for s in REGISTRY if s.name in a.only]
+    out = Path(a.out)
+    png = PngWriter(not a.no_png, a.png_scale)
+    try:
+        made, skipped = make(specs, src, out, png)
+    finally:
+        png.close()
+    from cramlens.runs import atomic_write_text
+
+    atomic_write_text(out / "README.md", readme(made, skipped, src, argv))
+    n_png = sum(len(f) - 1 for _, _, f in made)
+    print(f"{len(made)} figures in {out}/ ({n_png} PNG), {len(skipped)} skipped; index: {out}/README.md")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

@@ -1,0 +1,115 @@
+"""Linear probes: planted signals are found, shuffled labels sit at chance, activations are what the design says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analyses import probes as pr
+from cramlens.layout import Layout
+
+
+def _folds(n, k=5):
+    return pr._folds(n, None, k)
+
+
+def test_binary_probe_planted_signal_and_shuffled_chance():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 30))
+    y = (X @ rng.normal(size=30) > 0).astype(int)
+    folds = _folds(200)
+    score, shuffled = pr.with_chance(lambda lab: pr.binary_probe(X, lab, folds), y, n_shuffles=5)
+    assert score > 0.9
+    assert abs(shuffled - 0.5) < 0.08
+
+
+def test_binary_probe_pure_noise_is_chance():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 40))
+    y = rng.integers(0, 2, 150)
+    assert abs(pr.binary_probe(X, y, _folds(150)) - 0.5) < 0.12
+
+
+def test_identity_2v2_planted_linear_map_and_shuffle():
+    rng = np.random.default_rng(2)
+    V, d, N = 60, 24, 120
+    W_E = rng.normal(size=(V, d))
+    tokens = rng.integers(0, V, N)
+    A = rng.normal(size=(d, 40))
+    X = W_E[tokens] @ A + 0.05 * rng.normal(size=(N, 40))  # activations = a linear image of the token's embedding
+    folds = _folds(N)
+    score, shuffled = pr.with_chance(lambda t: pr.identity_2v2(X, t, W_E, folds), tokens, n_shuffles=5)
+    assert score > 0.95
+    assert abs(shuffled - 0.5) < 0.06
+
+
+def test_random_like_matches_norms():
+    e = torch.randn(7, 1, 16) * torch.arange(1, 8).float()[:, None, None]
+    r = pr.random_like(e, seed=3)
+    assert torch.allclose(r.norm(dim=(1, 2)), e.norm(dim=(1, 2)), rtol=1e-5)
+    assert abs(float(torch.nn.functional.cosine_similarity(r.reshape(7, -1), e.reshape(7, -1)).mean())) < 0.5
+
+
+def test_choose_words_and_tasks():
+    toks = [[1, 2, 3], [1, 4, 5], [2, 6, 7], [8, 9, 1]]
+    assert pr.choose_words(toks, 0.2, 0.8, 2)[0] == 2  # present in half of the texts: most balanced
+    tasks = pr.make_tasks(toks, [1, 3, 4], [1])
+    assert set(tasks) == {"token@1", "token@3", "has:1"}
+    assert tasks["has:1"][1].tolist() == [1, 1, 0, 1]
+
+
+def test_memory_activations_ignore_what_follows(tiny_llama):
+    """The design's premise: at the memory position the residual does not depend on the text after it."""
+    model = tiny_llama
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(3, 1, model.cfg.d_model, generator=g)
+    layers = [0, 1, model.cfg.n_layers]
+    A = pr.memory_activations(model, emb, Layout(), layers)
+    assert A.shape == (3, len(layers), model.cfg.d_model)
+    assert torch.allclose(A[:, 0], emb[:, 0], atol=1e-6)  # layer 0 is the injected vector (no positional embedding)
+    from cramlens.hooks import inject
+
+    _, names = pr.layer_hooks(model, layers)
+    ids = torch.tensor([[0, 5, 9, 13, 2]] * 3)
+    with model.hooks(fwd_hooks=list(inject(emb, [0]))):
+        _, cache = model.run_with_cache(ids, names_filter=lambda n: n in names)
+    with_text = torch.stack([cache[n][:, 0] for n in names], 1)
+    assert torch.allclose(A, with_text, atol=1e-5)
+
+
+def test_text_activations_first_is_the_first_token(tiny_llama):
+    model = tiny_llama
+    seqs = [[5, 9, 13], [7, 2, 4, 8]]
+    A = pr.text_activations(model, seqs, "first", [0])
+    assert torch.allclose(A[:, 0], model.W_E[[5, 7]], atol=1e-6)
+    last = pr.text_activations(model, seqs, "last", [0])
+    assert torch.allclose(last[:, 0], model.W_E[[13, 8]], atol=1e-6)
+
+
+def test_run_probes_end_to_end_on_synthetic_activations():
+    rng = np.random.default_rng(4)
+    N, d, V = 80, 12, 30
+    W_E = rng.normal(size=(V, d))
+    toks = [list(rng.integers(0, V, 4)) for _ in range(N)]
+    t1 = np.array([t[0] for t in toks])
+    signal = torch.tensor(np.stack([W_E[t1], rng.normal(size=(N, d))], 1))  # layer 0 holds token 1, layer 1 noise
+    tasks = pr.make_tasks(toks, [1, 4], [])
+    rows = pr.run_probes({"planted": signal}, tasks, W_E, [0, 1], n_shuffles=2)
+    get = {(r["task"], r["layer"]): r for r in rows}
+    assert get[("token@1", 0)]["score"] > 0.9 and abs(get[("token@1", 1)]["score"] - 0.5) < 0.15
+    assert abs(get[("token@4", 0)]["score"] - 0.5) < 0.15
+    best = pr.best_by(rows)[("planted", "token@1")]
+    assert best["layer"] == 0 and best["shuffled_max"] < 0.7
+
+
+@pytest.mark.integration
+def test_smollm2_memory_position_is_causal(smollm2):
+    emb = torch.randn(2, 1, smollm2.cfg.d_model) * 5
+    A = pr.memory_activations(smollm2, emb, Layout(), [0, 15, 30])
+    from cramlens.hooks import inject
+
+    _, names = pr.layer_hooks(smollm2, [0, 15, 30])
+    with smollm2.hooks(fwd_hooks=list(inject(emb, [0]))):
+        _, cache = smollm2.run_with_cache(torch.tensor([[0, 504, 2328, 30]] * 2), names_filter=lambda n: n in names)
+    assert torch.allclose(A, torch.stack([cache[n][:, 0] for n in names], 1), atol=1e-4, rtol=1e-4)
