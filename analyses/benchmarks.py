@@ -52,11 +52,12 @@ class Item:
 
 
 def _rows(task: str, source: str | Path | None) -> Iterator[dict]:
-    """Raw rows from a local jsonl (default: the shared copy) or the hub."""
-    path = Path(source) if source is not None else LOCAL[task]
-    if source is None and not path.exists():
-        source = "hub"
-    if source != "hub" and (path.exists() or str(source).endswith(".jsonl")):
+    """Raw rows from a local jsonl (default: the shared copy when present) or the hub (``"hub"`` or a hub id)."""
+    if source is None:
+        source = LOCAL[task] if LOCAL[task].exists() else "hub"
+    path = Path(source)
+    is_hub = str(source) == "hub" or (not path.exists() and path.suffix not in (".jsonl", ".json"))
+    if not is_hub:
         check(path.exists(), f"{path} does not exist; pass a jsonl file of {task} items")
         with open(path) as f:
             for n, line in enumerate(f):
@@ -67,8 +68,8 @@ def _rows(task: str, source: str | Path | None) -> Iterator[dict]:
                         raise CramlensError(f"{path}:{n + 1} is not valid JSON ({e.msg})") from e
         return
     hub, config, split = HUB[task]
-    if source not in (None, "hub"):
-        hub, config = str(source), (config if "/" in str(source) and str(source) == hub else None)
+    if str(source) not in ("hub", hub):
+        hub, config = str(source), None
     try:
         import datasets
 
@@ -84,7 +85,9 @@ def _rows(task: str, source: str | Path | None) -> Iterator[dict]:
 def _hellaswag(r: dict, n: int) -> Item:
     endings = tuple(r["endings"])
     check(len(endings) >= 2, f"hellaswag row {n}: needs at least two endings")
-    return Item(str(r.get("ind", n)), r["ctx"], endings, int(r["label"]), "hellaswag", r.get("activity_label", ""))
+    return Item(
+        str(r.get("ind", n)), r["ctx"], endings, int(r["label"]), "hellaswag", r.get("activity_label", "")
+    )
 
 
 def arc_answer_index(labels: Iterable[str], key: str) -> int:
@@ -127,7 +130,10 @@ _PARSERS = {"hellaswag": _hellaswag, "arc_easy": _arc, "mmlu": _mmlu, "mmlu_dev"
 
 
 def load_items(
-    task: str, source: str | Path | None = None, limit: int | None = None, subjects: Iterable[str] | None = None
+    task: str,
+    source: str | Path | None = None,
+    limit: int | None = None,
+    subjects: Iterable[str] | None = None,
 ) -> list[Item]:
     """Items of ``task`` (hellaswag, arc_easy, mmlu, mmlu_dev) from ``source`` (jsonl path, ``"hub"``, default local)."""
     check(task in _PARSERS, f"unknown task {task!r}; choose one of {', '.join(_PARSERS)}")

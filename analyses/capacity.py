@@ -97,12 +97,16 @@ class SampleCapacity:
         return self.horizon >= self.seq_len
 
 
-def sample_capacity(run: CramRun, d_model: int, source: str = "", variant: str = "full") -> list[SampleCapacity]:
+def sample_capacity(
+    run: CramRun, d_model: int, source: str = "", variant: str = "full"
+) -> list[SampleCapacity]:
     """Per-sample capacity numbers of a progressive run (at each sample's horizon stage; zeros when none passed)."""
     n_mem = run.config["settings"]["layout"]["n_mem"]
     out = []
     for s in run.samples:
-        passed = [r for r in run.trajectory(s.sample_id) if r["converged"] and r["stage_seq_len"] == s.horizon]
+        passed = [
+            r for r in run.trajectory(s.sample_id) if r["converged"] and r["stage_seq_len"] == s.horizon
+        ]
         row = passed[-1] if passed else None
         h_lm = float(row["h_lm_bits"]) if row else 0.0
         h_comp = float(row["h_comp_bits"]) if row else 0.0
@@ -126,7 +130,15 @@ def sample_capacity(run: CramRun, d_model: int, source: str = "", variant: str =
     return out
 
 
-FIELDS = ("horizon", "h_lm_bits", "information_gain_bits", "compression_ratio", "utilisation", "bits_per_token", "steps")
+FIELDS = (
+    "horizon",
+    "h_lm_bits",
+    "information_gain_bits",
+    "compression_ratio",
+    "utilisation",
+    "bits_per_token",
+    "steps",
+)
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
@@ -143,7 +155,12 @@ def summarise(samples: Sequence[SampleCapacity], by: str = "source") -> list[dic
         groups.setdefault(getattr(s, by), []).append(s)
     out = []
     for key, rows in groups.items():
-        d: dict = {by: key, "n": len(rows), "capped": sum(r.capped for r in rows), "seq_len": max(r.seq_len for r in rows)}
+        d: dict = {
+            by: key,
+            "n": len(rows),
+            "capped": sum(r.capped for r in rows),
+            "seq_len": max(r.seq_len for r in rows),
+        }
         for f in FIELDS:
             d[f"{f}_mean"], d[f"{f}_std"] = _mean_std([float(getattr(r, f)) for r in rows])
         out.append(d)
@@ -158,7 +175,10 @@ def stability(summary: Sequence[dict]) -> dict:
         mu = statistics.fmean(means) if means else float("nan")
         sd = statistics.pstdev(means) if len(means) > 1 else 0.0
         lo = min(means) if means else float("nan")
-        res[f] = {"cv": sd / mu if mu else float("nan"), "max_over_min": max(means) / lo if lo > 0 else float("inf")}
+        res[f] = {
+            "cv": sd / mu if mu else float("nan"),
+            "max_over_min": max(means) / lo if lo > 0 else float("inf"),
+        }
     res["ig_more_stable"] = res["information_gain_bits"]["cv"] < res["horizon"]["cv"]
     return res
 
@@ -184,7 +204,9 @@ def generated_texts(model: HookedTransformer, n: int, seq_len: int, prompts_from
     return out
 
 
-def load_source(model: HookedTransformer, source: str, n: int, seq_len: int, seed: int = 0, prompts_from: str = ""):
+def load_source(
+    model: HookedTransformer, source: str, n: int, seq_len: int, seed: int = 0, prompts_from: str = ""
+):
     from cramlens.texts import load_texts
 
     if source == "generated":
@@ -234,10 +256,16 @@ def capacity_run(
     for src, n in pairs:
         texts = load_source(model, src, n, seq_len, seed, prompts_from=pairs[0][0])
         t0 = time.process_time()
-        run = cram_source(model, texts, cram_dir(root, model_name, "full", src), recipe, batch_size or n, seed)
+        run = cram_source(
+            model, texts, cram_dir(root, model_name, "full", src), recipe, batch_size or n, seed
+        )
         rows += sample_capacity(run, model.cfg.d_model, source_label(src), "full")
-        log(f"{model_name} {source_label(src)}: horizons {run.horizons()} ({time.process_time() - t0:.0f} CPU-s)")
-    atomic_write_text(Path(root) / model_name / "capacity_samples.json", json.dumps([asdict(r) for r in rows], indent=1))
+        log(
+            f"{model_name} {source_label(src)}: horizons {run.horizons()} ({time.process_time() - t0:.0f} CPU-s)"
+        )
+    atomic_write_text(
+        Path(root) / model_name / "capacity_samples.json", json.dumps([asdict(r) for r in rows], indent=1)
+    )
     return rows
 
 
@@ -286,7 +314,9 @@ def run_variant(
             model, ft_cfg, out=vdir / "finetune", resume=True,
             progress=lambda s, loss: (s % 50 == 0) and log(f"  {v.model} {v.name} finetune step {s}: loss {loss:.3f}"),
         )  # fmt: skip
-        log(f"  {v.model} {v.name} finetuned: val loss {ft.val_loss_before:.3f} -> {ft.val_loss_after:.3f} nats")
+        log(
+            f"  {v.model} {v.name} finetuned: val loss {ft.val_loss_before:.3f} -> {ft.val_loss_after:.3f} nats"
+        )
     t_ft = time.process_time() - t0
     run = cram_source(model, texts, cram_dir(root, v.model, v.name, source), recipe, batch_size, seed)
     caps = sample_capacity(run, model.cfg.d_model, source_label(source), v.name)
@@ -330,7 +360,9 @@ def depth_sweep(
         texts = load_source(base, source, n_samples, seq_len, seed)
         log(f"{v.model} {v.name}: start")
         r = run_variant(base, v, texts, source, root, recipe, ft_cfg, batch_size or n_samples, seed, log)
-        log(f"{v.model} {v.name}: horizons {r['horizons']} mean {r['horizon_mean']:.1f} ({r['cpu_seconds_total']:.0f} CPU-s)")
+        log(
+            f"{v.model} {v.name}: horizons {r['horizons']} mean {r['horizon_mean']:.1f} ({r['cpu_seconds_total']:.0f} CPU-s)"
+        )
         results.append(r)
     return results
 

@@ -48,7 +48,9 @@ def depth_table(results: Sequence[dict]) -> Table:
             f"{r['capped']}/{len(r['horizons'])}", _pm(r["information_gain_bits_mean"], r["information_gain_bits_std"]),
             _f(r["h_lm_bits_mean"]), _f(r["utilisation_mean"], "{:.4f}"), _f(r["cpu_seconds_total"] / 60),
         )  # fmt: skip
-    t.caption = "paper SmolLM2-1.7B first-1/2/4/8/full: 50/241/404/455/335; width first4+last4 135M: 42 ± 15.9"
+    t.caption = (
+        "paper SmolLM2-1.7B first-1/2/4/8/full: 50/241/404/455/335; width first4+last4 135M: 42 ± 15.9"
+    )
     return t
 
 
@@ -59,7 +61,9 @@ def depth_markdown(results: Sequence[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in _order(results):
-        vl = "–" if r["val_loss_before"] is None else f"{r['val_loss_before']:.2f} → {r['val_loss_after']:.2f}"
+        vl = (
+            "–" if r["val_loss_before"] is None else f"{r['val_loss_before']:.2f} → {r['val_loss_after']:.2f}"
+        )
         lines.append(
             f"| {r['model']} | {r['variant']} | {r['layers']}/{r['base_layers']} | {'yes' if r['finetuned'] else 'no'} "
             f"| {vl} | {len(r['horizons'])} | {_pm(r['horizon_mean'], r['horizon_std'])} | "
@@ -67,7 +71,11 @@ def depth_markdown(results: Sequence[dict]) -> str:
             f"{_pm(r['information_gain_bits_mean'], r['information_gain_bits_std'])} | {_f(r['h_lm_bits_mean'])} | "
             f"{_f(r['utilisation_mean'], '{:.4f}')} | {_f(r['cpu_seconds_total'] / 60)} |"
         )
-    lines += ["", "Paper (REFERENCE D.10, 50 PG19 samples, L_max 4096, 10,000 steps/sample, finetuned first-N):", ""]
+    lines += [
+        "",
+        "Paper (REFERENCE D.10, 50 PG19 samples, L_max 4096, 10,000 steps/sample, finetuned first-N):",
+        "",
+    ]
     lines += ["| model | " + " | ".join(DEPTH_COLS) + " |", "|---" * (len(DEPTH_COLS) + 1) + "|"]
     for name, row in PAPER_DEPTH.items():
         lines.append(f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in DEPTH_COLS) + " |")
@@ -180,7 +188,9 @@ def capacity_markdown(summary: Sequence[dict], stab: dict, model_name: str, d_mo
     return "\n".join(lines) + "\n"
 
 
-def horizon_vs_ig_figure(samples: Sequence, out_dir: str | Path, title: str, name: str = "horizon_vs_ig") -> list[Path]:
+def horizon_vs_ig_figure(
+    samples: Sequence, out_dir: str | Path, title: str, name: str = "horizon_vs_ig"
+) -> list[Path]:
     """Per-sample horizon (tokens) vs information gain (bits), one colour per source, source means as crosses."""
     import plotly.graph_objects as go
 

@@ -130,7 +130,8 @@ def truncate(
     for j, i in enumerate(keep):
         new.blocks[j].attn.attn_scale = model.blocks[i].attn.attn_scale
         check(
-            getattr(new.blocks[j].attn, "attn_type", None) == getattr(model.blocks[i].attn, "attn_type", None),
+            getattr(new.blocks[j].attn, "attn_type", None)
+            == getattr(model.blocks[i].attn, "attn_type", None),
             f"truncate: block {i} attention type did not carry over",
         )
     new.to(model.cfg.device, print_details=False)
@@ -185,7 +186,10 @@ def lm_corpus(
         docs.append(text)
         if max_docs is not None and len(docs) >= max_docs:
             break
-    check(len(docs) > val_docs, f"corpus {source!r} has {len(docs)} documents after skipping {skip_docs}; need > {val_docs}")
+    check(
+        len(docs) > val_docs,
+        f"corpus {source!r} has {len(docs)} documents after skipping {skip_docs}; need > {val_docs}",
+    )
     tok = model.tokenizer
     bos = [tok.bos_token_id] if model.cfg.default_prepend_bos and tok.bos_token_id is not None else []
     sep = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -200,7 +204,10 @@ def lm_corpus(
 
     split = len(docs) - val_docs if val_docs > 0 else len(docs)
     train, val = windows(docs[:split]), windows(docs[split:])
-    check(len(train) > 0 and (val_docs == 0 or len(val) > 0), f"corpus {source!r} is too short for seq_len {seq_len}")
+    check(
+        len(train) > 0 and (val_docs == 0 or len(val) > 0),
+        f"corpus {source!r} is too short for seq_len {seq_len}",
+    )
     return train, val
 
 
@@ -218,7 +225,8 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
-    trainable: str = "all"  # "all" (the paper's) or "blocks" (frozen embedding/unembedding: cheap for big vocabs)
+    # "all" (the paper's) or "blocks" (embedding/unembedding frozen: cheap for big vocabularies)
+    trainable: str = "all"
     source: str = "builtin"
     skip_docs: int = 0
     val_docs: int = 4
@@ -294,7 +302,11 @@ def _order(n_rows: int, steps: int, batch_size: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     need = steps * batch_size
     perms = [torch.randperm(n_rows, generator=g) for _ in range(max(1, math.ceil(need / n_rows)))]
-    return torch.cat(perms)[:need].view(steps, batch_size) if steps else torch.empty(0, batch_size, dtype=torch.long)
+    return (
+        torch.cat(perms)[:need].view(steps, batch_size)
+        if steps
+        else torch.empty(0, batch_size, dtype=torch.long)
+    )
 
 
 def finetune(
@@ -316,8 +328,10 @@ def finetune(
         if done["config"] == cfg.to_dict():
             load_finetuned(model, out)
             return FinetuneResult(**{**done, "path": str(out)})
-    train, val = corpus if corpus is not None else lm_corpus(
-        model, cfg.source, cfg.seq_len, cfg.skip_docs, cfg.val_docs
+    train, val = (
+        corpus
+        if corpus is not None
+        else lm_corpus(model, cfg.source, cfg.seq_len, cfg.skip_docs, cfg.val_docs)
     )
     val = val[: cfg.max_val_windows]
     t0 = time.time()
@@ -369,7 +383,9 @@ def finetune(
     if out is not None:
         atomic_save_tensors(out / "model.safetensors", {k: p.detach() for k, p in params.items()})
         result.path = str(out)
-        atomic_write_text(out / "finetune.json", json.dumps({k: v for k, v in result.to_dict().items() if k != "path"}))
+        atomic_write_text(
+            out / "finetune.json", json.dumps({k: v for k, v in result.to_dict().items() if k != "path"})
+        )
         if ck is not None and ck.exists():
             ck.unlink()
     return result
@@ -383,6 +399,8 @@ def load_finetuned(model: HookedTransformer, path: str | Path) -> HookedTransfor
     check(p.exists(), f"{Path(path)} holds no finished finetune (model.safetensors); run the finetune first")
     tensors = load_file(str(p), device=str(model.cfg.device))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    check(not unexpected, f"{p} does not match this model (e.g. {unexpected[:2]}); truncate the same way first")
+    check(
+        not unexpected, f"{p} does not match this model (e.g. {unexpected[:2]}); truncate the same way first"
+    )
     model.requires_grad_(False)
     return model.eval()

@@ -111,7 +111,10 @@ def solution_groups(
         by_lr = {lr: _converged_by_length(runs[lr], sid) for lr in lrs}
         inits = [initial_embedding(runs[lr], sid) for lr in lrs] if e0 is None else [e0[sid]]
         for x in inits[1:]:
-            check(torch.equal(x, inits[0]), f"sample {sid}: the runs start from different inits (seed or init differ)")
+            check(
+                torch.equal(x, inits[0]),
+                f"sample {sid}: the runs start from different inits (seed or init differ)",
+            )
         tops = [max(c) for c in by_lr.values() if c]
         if len(tops) < min_runs:
             continue
@@ -125,7 +128,17 @@ def solution_groups(
                 [torch.as_tensor(r["embedding"]) for r in rows],
                 [float(r["information_gain_bits"]) for r in rows],
             )
-            groups.append(Group(sid, L, have, m["sol_dist"], m["dir_cos"], m["ig_cv"], dict(zip(have, m["disp"]))))
+            groups.append(
+                Group(
+                    sid,
+                    L,
+                    have,
+                    m["sol_dist"],
+                    m["dir_cos"],
+                    m["ig_cv"],
+                    dict(zip(have, m["disp"], strict=True)),
+                )
+            )
     return groups
 
 

@@ -33,6 +33,19 @@ from .benchmarks import Item
 from .scoring import ChoiceScores, score_items, summarize_choice_scores
 
 
+def load_model(name: str, device: str | None = None, dtype: str = "float32", threads: int | None = None,
+               fast: bool = True) -> HookedTransformer:  # fmt: skip
+    """``cramlens.load_model`` plus the hook-faithful fast forward (``cramlens.fast.optimize``) unless ``fast=False``."""
+    if threads:
+        torch.set_num_threads(threads)
+    model = cl.load_model(name, device=device, dtype=dtype)
+    if fast:
+        from cramlens.fast import optimize
+
+        optimize(model)
+    return model
+
+
 def context_ids(model: HookedTransformer, text: str) -> list[int]:
     """Token ids of ``text`` without BOS (the layout adds BOS when the model's tokenizer does)."""
     return model.to_tokens(text, prepend_bos=False)[0].tolist()
@@ -51,10 +64,15 @@ def cram_contexts(
     batch_size: int = 16,
     max_steps: int | None = None,
     seed: int = 0,
+    layout: cl.Layout | None = None,
     log: Callable[[str], None] | None = print,
     **recipe_overrides,
 ) -> dict[str, cl.CrammedSample]:
-    """Cram every item's context (grouped by token length, resumable) → ``{item.id: CrammedSample}``."""
+    """Cram every item's context (grouped by token length, resumable) → ``{item.id: CrammedSample}``.
+
+    ``layout`` defaults to the paper's (the memory also predicts the first token); ``Layout(score_from="text")`` is
+    Kuratov's protocol (the first token is an input only).
+    """
     out = Path(out)
     groups: dict[int, list[tuple[int, Item, list[int]]]] = {}
     for n, it in enumerate(items):
@@ -64,10 +82,14 @@ def cram_contexts(
     done: dict[str, cl.CrammedSample] = {}
     for length, group in sorted(groups.items()):
         texts = [TextSample(f"{it.task}:{it.id}", it.context, tuple(ids), it.task) for _, it, ids in group]
-        run = cl.cram(
-            model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed,
-            out=out / f"len{length:03d}", resume=True, first_id=group[0][0], **recipe_overrides,
-        )  # fmt: skip
+        where = out / f"len{length:03d}"
+        if (where / "samples.json").exists():  # finished earlier: read it back, no model work
+            run = _finished_run(where, model, [t.sample_id for t in texts])
+        else:
+            run = cl.cram(
+                model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed, layout=layout,
+                out=where, resume=True, first_id=group[0][0], **recipe_overrides,
+            )  # fmt: skip
         for (_, it, _), s in zip(group, run.samples, strict=True):
             done[it.id] = s
         if log is not None:
@@ -75,6 +97,17 @@ def cram_contexts(
             steps = sum(s.steps for s in run.samples) / len(run.samples)
             log(f"cram len {length}: {conv}/{len(run.samples)} converged, mean steps {steps:.0f}")
     return done
+
+
+def _finished_run(path: Path, model: HookedTransformer, text_ids: list[str]) -> cl.CramRun:
+    """A finished cram run directory with the greedy fields of its ``samples.json`` restored."""
+    run = cl.load_run(path, model)
+    check([s.text_id for s in run.samples] == text_ids, f"{path} holds other contexts; use another --out")
+    info = {d["text_id"]: d for d in json.loads((path / "samples.json").read_text())}
+    for s in run.samples:
+        g = info.get(s.text_id, {}).get("greedy_exact")
+        s.greedy_exact = None if g is None else str(g) == "True"
+    return run
 
 
 def converged(sample: cl.CrammedSample) -> bool:
@@ -86,11 +119,12 @@ def load_crams(out: str | os.PathLike, model: HookedTransformer | None = None) -
     """The crams of a downstream run directory (``out/crams`` or ``out`` itself) → ``{item id: sample}``."""
     root = Path(out)
     root = root / "crams" if (root / "crams").exists() else root
-    dirs = sorted(p for p in root.glob("len*") if (p / "config.json").exists())
-    check(len(dirs) > 0, f"no crams under {root}; run scripts/downstream.py --task hellaswag first")
+    dirs = sorted(p for p in root.glob("len*") if (p / "samples.json").exists())
+    check(len(dirs) > 0, f"no finished crams under {root}; run scripts/downstream.py --task hellaswag first")
     out_map: dict[str, cl.CrammedSample] = {}
     for d in dirs:
-        for s in cl.load_run(d, model).samples:
+        cfg = json.loads((d / "config.json").read_text())
+        for s in _finished_run(d, model, cfg["settings"]["samples"]).samples:
             out_map[s.text_id.split(":", 1)[1]] = s
     return out_map
 
@@ -145,7 +179,9 @@ def evaluate_choices(
     todo = [it for it in items if it.id not in have]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        base = score_items(model, chunk, None, ("context_ending", "ending_only"), joiner, batch_size=batch_size)
+        base = score_items(
+            model, chunk, None, ("context_ending", "ending_only"), joiner, batch_size=batch_size
+        )
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
         comp = score_items(model, chunk, mem, variants, joiner, batch_size=batch_size)
         append_results(path, _rows(chunk, base, comp, crams))

@@ -26,9 +26,12 @@ from cramlens import CramRun, load_run
 from cramlens.errors import CramlensError
 
 from . import figures as F
+from . import tables as T
 
 #: The commands that make the default inputs ({runs}, {results}: the directories given to make_figures).
-PROG6 = "python scripts/progressive.py --recipe paper --samples 6 --seq-len 64 --batch-size 6 --out {runs}/prog6"
+PROG6 = (
+    "python scripts/progressive.py --recipe paper --samples 6 --seq-len 64 --batch-size 6 --out {runs}/prog6"
+)
 COMMANDS = {
     "progressive": PROG6,
     "brittleness": PROG6 + " --resume --compare-full",
@@ -37,9 +40,11 @@ COMMANDS = {
     "probes": "python scripts/probes.py --samples 96 --seq-len 12 --out {runs}/probes_cram --figures {results}/probes",
     "depth": "python scripts/depth.py --grid smollm2-135m=1,2,4,8,full --samples 5 --seq-len 48 --out {runs}/capacity",
     "capacity": "python scripts/capacity.py --model smollm2-135m --out {runs}/capacity",
-    "knockout": "python scripts/knockout.py --direction all",
-    "downstream": "python scripts/downstream.py --task hellaswag; python scripts/downstream.py --task arc_easy",
-    "mmlu": "python scripts/downstream.py --task mmlu --mode all",
+    "knockout": "python scripts/knockout.py --direction all --out {runs}/knockout",
+    "sink": "python scripts/knockout.py --sink --no-sweep --out {runs}/knockout (per --model)",
+    "downstream": "python scripts/downstream.py --task hellaswag --out {runs}/downstream "
+    "(and --task arc_easy)",
+    "mmlu": "python scripts/downstream.py --task mmlu --mode all --out {runs}/downstream",
 }
 
 
@@ -75,7 +80,10 @@ class Sources:
         p = Path(path)
         if p not in self._runs:
             if not (p / "config.json").exists() or not (p / "rows.jsonl").exists():
-                raise Missing(f"run directory {p} is absent" + (f"; make it with: {self.fmt(command)}" if command else ""))
+                raise Missing(
+                    f"run directory {p} is absent"
+                    + (f"; make it with: {self.fmt(command)}" if command else "")
+                )
             try:
                 self._runs[p] = load_run(p)
             except CramlensError as e:
@@ -98,7 +106,9 @@ class Sources:
         return run, p
 
     def json(self, rel: str, command: str) -> tuple[dict, Path]:
-        p = self.results / rel
+        return self.json_at(self.results / rel, command)
+
+    def json_at(self, p: Path, command: str) -> tuple[dict, Path]:
         if not p.exists():
             raise Missing(f"{p} is absent; make it with: {self.fmt(command)}")
         return json.loads(p.read_text()), p
@@ -118,7 +128,9 @@ def tokenizer_for(model_name: str):
 
         from cramlens.gguf_loading import FORMAT_VERSION, cache_dir
 
-        name = "tokenizers/smollm2" if model_name in ("tiny-llama", "tiny-gpt2") else f"{model_name}/tokenizer"
+        name = (
+            "tokenizers/smollm2" if model_name in ("tiny-llama", "tiny-gpt2") else f"{model_name}/tokenizer"
+        )
         for d in (cache_dir() / f"v{FORMAT_VERSION}" / name, Path(model_name)):
             if d.is_dir() and ((d / "tokenizer_config.json").exists() or (d / "tokenizer.json").exists()):
                 return AutoTokenizer.from_pretrained(str(d))
@@ -172,7 +184,7 @@ def build_brittleness(src: Sources) -> list[Built]:
     if not files:
         raise Missing(f"no {src.runs}/*/brittleness.json; make one with: {src.fmt(COMMANDS['brittleness'])}")
     sources = {f.parent.name: json.loads(f.read_text()) for f in files}
-    fig, data = F.brittleness_table(sources)
+    fig, data = T.brittleness_table(sources)
     return [Built("brittleness_table", fig, data, [str(f) for f in files])]
 
 
@@ -190,7 +202,11 @@ def build_pca_trajectories(src: Sources) -> list[Built]:
     table = tj.geometry_table(run)
     if not table:
         raise Missing(f"no sample of {p} has 2+ stages yet")
-    return [Built("pca_trajectories", tf.pca_figure(run, table), table, [str(p)])]
+    fig = tf.pca_figure(run, table)
+    fig.update_xaxes(title_text="PC1", exponentformat="e")
+    fig.update_yaxes(title_text="PC2", exponentformat="e")
+    fig.update_traces(marker_colorbar_title_text="L (tokens)", selector={"type": "scatter"})
+    return [Built("pca_trajectories", fig, table, [str(p)])]
 
 
 def build_pca99_vs_length(src: Sources) -> list[Built]:
@@ -215,8 +231,10 @@ def build_surprisal(src: Sources) -> list[Built]:
     if len(pairs) < 3:
         raise Missing(f"{p} has {len(pairs)} consecutive converged one-token stages; need 3+")
     corr = su.correlation(pairs, n_boot=1000)
-    return [Built("surprisal_vs_steps", tf.surprisal_figure(pairs, corr), {"pairs": pairs, "correlation": corr},
-                  [str(p)])]  # fmt: skip
+    fig = tf.surprisal_figure(pairs, corr)
+    fig.update_xaxes(title_text="sample", type="category", row=1, col=2)
+    fig.update_yaxes(title_text="Spearman ρ (surprisal, steps)", row=1, col=2)
+    return [Built("surprisal_vs_steps", fig, {"pairs": pairs, "correlation": corr}, [str(p)])]
 
 
 def build_pca_reconstruction(src: Sources) -> list[Built]:
@@ -224,7 +242,9 @@ def build_pca_reconstruction(src: Sources) -> list[Built]:
     res, p = src.json("trajectory/trajectory.json", COMMANDS["trajectory"])
     rows = res.get("pca_reconstruction") or []
     if not rows:
-        raise Missing(f"{p} has no pca_reconstruction (made with --no-eval?); rerun {src.fmt(COMMANDS['trajectory'])}")
+        raise Missing(
+            f"{p} has no pca_reconstruction (made with --no-eval?); rerun {src.fmt(COMMANDS['trajectory'])}"
+        )
     return [Built("pca_reconstruction", tf.recon_figure(rows), rows, [str(p), str(res.get("source", ""))])]
 
 
@@ -260,15 +280,19 @@ def build_diversity(src: Sources) -> list[Built]:
 
     runs = dv.load_sweep(src.runs)
     if len(runs) < 2:
-        raise Missing(f"{len(runs)} {src.runs}/lrsweep_* run(s); need 2+, make them with: {src.fmt(COMMANDS['diversity'])}")
+        raise Missing(
+            f"{len(runs)} {src.runs}/lrsweep_* run(s); need 2+, make them with: {src.fmt(COMMANDS['diversity'])}"
+        )
     groups = dv.solution_groups(runs)
     d = int(next(iter(runs.values())).rows[0]["embedding"].numel())
     s = dv.summarize(groups, d)
     if not s.get("N"):
-        raise Missing(f"no (sample, length) converged in 2+ of {src.runs}/lrsweep_* yet; let the sweep run longer")
+        raise Missing(
+            f"no (sample, length) converged in 2+ of {src.runs}/lrsweep_* yet; let the sweep run longer"
+        )
     model = next(iter(runs.values())).config["settings"].get("model", "?")
     label = f"{model} (ours, lr {', '.join(f'{x:g}' for x in s['lrs'])})"
-    fig, data = F.diversity_table(s, label)
+    fig, data = T.diversity_table(s, label)
     return [Built("solution_diversity", fig, data, sorted(str(r.path) for r in runs.values()))]
 
 
@@ -296,7 +320,9 @@ def build_depth(src: Sources) -> list[Built]:
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.2,
                         subplot_titles=("ours: mean horizon (tokens)", "paper D.10: mean crammed tokens"))  # fmt: skip
-    fig.add_trace(go.Heatmap(z=z, x=cols, y=models, text=text(z), texttemplate="%{text}", coloraxis="coloraxis"), 1, 1)
+    fig.add_trace(
+        go.Heatmap(z=z, x=cols, y=models, text=text(z), texttemplate="%{text}", coloraxis="coloraxis"), 1, 1
+    )
     fig.add_trace(go.Heatmap(z=p_z, x=pcols, y=p_rows, text=text(p_z), texttemplate="%{text}",
                              coloraxis="coloraxis2"), 1, 2)  # fmt: skip
     fig.update_xaxes(title_text="blocks kept (first N; full = all)")
@@ -313,7 +339,9 @@ def build_capacity(src: Sources) -> list[Built]:
 
     files = sorted((src.runs / "capacity").glob("*/capacity_samples.json"))
     if not files:
-        raise Missing(f"no {src.runs}/capacity/*/capacity_samples.json; make it with: {src.fmt(COMMANDS['capacity'])}")
+        raise Missing(
+            f"no {src.runs}/capacity/*/capacity_samples.json; make it with: {src.fmt(COMMANDS['capacity'])}"
+        )
     out = []
     for f in files:
         samples = [SampleCapacity(**d) for d in json.loads(f.read_text())]
@@ -342,7 +370,9 @@ def build_probes(src: Sources) -> list[Built]:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     conds = list(dict.fromkeys(r["condition"] for r in rows))
     cols = 3
-    fig = make_subplots(rows=math.ceil(len(tasks) / cols), cols=cols, subplot_titles=[names.get(t, t) for t in tasks])
+    fig = make_subplots(
+        rows=math.ceil(len(tasks) / cols), cols=cols, subplot_titles=[names.get(t, t) for t in tasks]
+    )
     for i, task in enumerate(tasks):
         r, c = i // cols + 1, i % cols + 1
         for j, cond in enumerate(conds):
@@ -362,63 +392,239 @@ def build_probes(src: Sources) -> list[Built]:
     return [Built("probes", fig, rows, [str(p)])]
 
 
-# ----------------------------------------------------------------------------------------------- not written yet
-def _pending(module: str, command: str) -> Callable[[Sources], list[Built]]:
-    def build(src: Sources) -> list[Built]:
-        here = Path(__file__).resolve().parent / f"{module}.py"
-        state = "exists but make_figures does not draw its results yet" if here.exists() else "is not written yet"
-        raise Missing(f"analyses/{module}.py {state}; its inputs come from: {src.fmt(COMMANDS[command])}")
+# ----------------------------------------------------------------------------------------------- downstream, knockout
+def _model_of(task_dir: Path) -> str:
+    """The model a downstream task directory was crammed with (from its crams' run configs)."""
+    for cfg in sorted(task_dir.glob("crams/*/config.json")):
+        return str(json.loads(cfg.read_text()).get("settings", {}).get("model", "?"))
+    return "?"
 
-    return build
+
+def build_downstream(src: Sources) -> list[Built]:
+    from .eval_figures import downstream_figure
+
+    root = src.runs / "downstream"
+    found = {
+        t: root / t / "summary.json"
+        for t in ("hellaswag", "arc_easy")
+        if (root / t / "summary.json").exists()
+    }
+    if not found:
+        raise Missing(
+            f"no {root}/{{hellaswag,arc_easy}}/summary.json; make them with: {src.fmt(COMMANDS['downstream'])}"
+        )
+    summaries = {t: json.loads(p.read_text()) for t, p in found.items()}
+    model = _model_of(next(iter(found.values())).parent)
+    fig, rows = T.downstream_table(summaries, model)
+    inputs = [str(p) for p in found.values()]
+    bars = downstream_figure(summaries, model)
+    bars.update_xaxes(title_text="task")
+    return [Built("downstream_table", fig, rows, inputs), Built("downstream_accuracy", bars, rows, inputs)]
+
+
+def build_mmlu(src: Sources) -> list[Built]:
+    from .eval_figures import mmlu_figure
+
+    res, p = src.json_at(src.runs / "downstream" / "mmlu" / "summary.json", COMMANDS["mmlu"])
+    model = _model_of(p.parent)
+    fig, rows = T.mmlu_table(res, model)
+    bars = mmlu_figure(res["modes"], model)
+    bars.update_xaxes(title_text="mode")
+    return [Built("mmlu_modes", fig, rows, [str(p)]), Built("mmlu_accuracy", bars, rows, [str(p)])]
+
+
+def _knockout_summaries(src: Sources) -> list[tuple[dict, Path]]:
+    files = sorted(src.runs.glob("knockout*/summary.json"))
+    if not files:
+        raise Missing(f"no {src.runs}/knockout*/summary.json; make it with: {src.fmt(COMMANDS['knockout'])}")
+    return [(json.loads(f.read_text()), f) for f in files]
+
+
+def _suffix(res: dict, f: Path) -> str:
+    return res.get("model", "?") + ("" if f.parent.name == "knockout" else f"_{f.parent.name}")
+
+
+def build_knockout_cumulative(src: Sources) -> list[Built]:
+    from .eval_figures import knockout_figure
+
+    out = []
+    for res, f in _knockout_summaries(src):
+        L, name, s = res["n_layers"], res.get("model", "?"), res["summary"]
+        for what, stem in (("acc", "accuracy"), ("tf", "reconstruction")):
+            fig = knockout_figure(s, L, name, what)
+            out.append(Built(f"knockout_cumulative_{stem}_{_suffix(res, f)}", fig, s, [str(f)]))
+    return out
+
+
+def build_knockout_per_layer(src: Sources) -> list[Built]:
+    from .eval_figures import per_layer_figure
+
+    out = []
+    for res, f in _knockout_summaries(src):
+        fig = per_layer_figure(
+            res["summary"], res["attention_mass_pct"], res["n_layers"], res.get("model", "?")
+        )
+        fig.update_yaxes(title_text="%", row=1, col=1)
+        fig.update_yaxes(title_text="attention mass (%)", row=2, col=1)
+        data = {"summary": res["summary"], "attention_mass_pct": res["attention_mass_pct"]}
+        out.append(Built(f"knockout_per_layer_{_suffix(res, f)}", fig, data, [str(f)]))
+    return out
+
+
+def build_sink(src: Sources) -> list[Built]:
+    files = sorted(src.runs.glob("knockout*/sink_*.json"))
+    if not files:
+        raise Missing(f"no {src.runs}/knockout*/sink_*.json; make them with: {src.fmt(COMMANDS['sink'])}")
+    fig, rows = T.sink_table([json.loads(f.read_text()) for f in files])
+    return [Built("sink_table", fig, rows, [str(f) for f in files])]
 
 
 REGISTRY: list[FigureSpec] = [
-    FigureSpec("brittleness_table", "full cramming stopped at 99% TF vs progressive: TF, greedy, exact, first "
-               "mismatch (table)", "Tables full_vs_progressive, compression_reconstruction (D.2, D.3)",
-               "{runs}/*/brittleness.json", "brittleness", build_brittleness),
-    FigureSpec("progressive_schematic", "one sample (longest horizon): optimizer steps per stage and surprisal of "
-               "the token each stage adds", "Fig. 1 schematic (data)", "progressive run dir", "progressive",
-               build_schematic),
-    FigureSpec("token_explorer", "interactive: tokens coloured by reconstructed-up-to-horizon, slider = stage, "
-               "dropdown = sample, hover = surprisal, marginal steps", "project-page token explorer",
-               "progressive run dir", "progressive", build_explorer),
-    FigureSpec("horizon_ig", "per sample: compression horizon (tokens) and information gain vs H_LM (bits)",
-               "Table progressive_modifications (D.1), per sample", "progressive run dir", "progressive",
-               build_horizon_ig),
-    FigureSpec("pca_trajectories", "each sample's stage embeddings in its own PC1-PC2 plane", "Fig. 3 (C.2, D.4)",
-               "progressive run dir", "progressive", build_pca_trajectories),
-    FigureSpec("accuracy_landscape", "TF accuracy on the PC1-PC2 plane through stage embeddings, trajectory on top",
-               "Fig. 3 accuracy landscape (C.2)", "{results}/trajectory/trajectory.json", "trajectory",
-               build_landscape),
-    FigureSpec("pca99_vs_length", "components for 99% variance of the trajectory prefix vs prefix length",
-               "Fig. pca_from_seq_length (C.2, D.4)", "progressive run dir", "progressive", build_pca99_vs_length),
-    FigureSpec("pca_reconstruction", "TF accuracy of the final embedding rebuilt from its top-k trajectory PCs",
-               "Fig. pca_reconstruction_accuracy (C.2, D.4)", "{results}/trajectory/trajectory.json", "trajectory",
-               build_pca_reconstruction),
-    FigureSpec("surprisal_vs_steps", "surprisal of the new token vs marginal steps, Spearman with cluster CI",
-               "Table surprisal_steps_correlation (C.9, D.11)", "progressive run dir", "progressive",
-               build_surprisal),
-    FigureSpec("solution_diversity", "same init, different learning rates: Sol. dist., Dir. cos., IG CV, Disp. "
-               "ratio (table)", "Table solution_diversity (C.3, D.5)", "{runs}/lrsweep_*", "diversity",
-               build_diversity),
-    FigureSpec("downstream_table", "HellaSwag / ARC-E accuracy with and without the crammed context, Conv%",
-               "Table semantic_evaluation (C.4, D.6)", "downstream results", "downstream",
-               _pending("downstream", "downstream")),
-    FigureSpec("mmlu_modes", "5-shot MMLU Acc / Valid: baseline, few_shot, full_prefix, random", "Table rebuttle_mmlu "
-               "(C.5, D.7)", "MMLU results", "mmlu", _pending("mmlu", "mmlu")),
-    FigureSpec("knockout_cumulative", "HellaSwag accuracy and TF reconstruction vs #layers knocked out, forward and "
-               "reverse", "Fig. knockout_cumulative (C.6, D.8)", "knockout results", "knockout",
-               _pending("knockout", "knockout")),
-    FigureSpec("knockout_per_layer", "per-layer knockout with attention mass on the memory", "Fig. knockout_per_layer "
-               "(C.6, D.8)", "knockout results", "knockout", _pending("knockout", "knockout")),
-    FigureSpec("sink_table", "attention mass on the memory vs on BOS, mean over layers, correlation (table)",
-               "Table attn_hijacking (C.7, D.9)", "knockout results", "knockout", _pending("knockout", "knockout")),
-    FigureSpec("depth_heatmap", "mean horizon per (model, first-N blocks kept) beside the paper's pivot",
-               "Table depth_size_pivot (C.8, D.10)", "{runs}/capacity/*/*/result.json", "depth", build_depth),
-    FigureSpec("capacity_bits", "per text source: horizon vs information gain (Kuratov's cross-entropy law)",
-               "Kuratov Table 1 (D.13)", "{runs}/capacity/*/capacity_samples.json", "capacity", build_capacity),
-    FigureSpec("probes", "linear probes on the residual stream at the memory position, per layer, vs controls",
-               "none in the paper (C.10)", "{results}/probes/probes.json", "probes", build_probes),
+    FigureSpec(
+        "brittleness_table",
+        "full cramming stopped at 99% TF vs progressive: TF, greedy, exact, first mismatch (table)",
+        "Tables full_vs_progressive, compression_reconstruction (D.2, D.3)",
+        "{runs}/*/brittleness.json",
+        "brittleness",
+        build_brittleness,
+    ),
+    FigureSpec(
+        "progressive_schematic",
+        "one sample (longest horizon): optimizer steps per stage and surprisal of the token each stage adds",
+        "Fig. 1 schematic (data)",
+        "progressive run dir",
+        "progressive",
+        build_schematic,
+    ),
+    FigureSpec(
+        "token_explorer",
+        "interactive: tokens coloured by reconstructed-up-to-horizon, slider = stage, "
+        "dropdown = sample, hover = surprisal, marginal steps",
+        "project-page token explorer",
+        "progressive run dir",
+        "progressive",
+        build_explorer,
+    ),
+    FigureSpec(
+        "horizon_ig",
+        "per sample: compression horizon (tokens) and information gain vs H_LM (bits)",
+        "Table progressive_modifications (D.1), per sample",
+        "progressive run dir",
+        "progressive",
+        build_horizon_ig,
+    ),
+    FigureSpec(
+        "pca_trajectories",
+        "each sample's stage embeddings in its own PC1-PC2 plane",
+        "Fig. 3 (C.2, D.4)",
+        "progressive run dir",
+        "progressive",
+        build_pca_trajectories,
+    ),
+    FigureSpec(
+        "accuracy_landscape",
+        "TF accuracy on the PC1-PC2 plane through stage embeddings, trajectory on top",
+        "Fig. 3 accuracy landscape (C.2)",
+        "{results}/trajectory/trajectory.json",
+        "trajectory",
+        build_landscape,
+    ),
+    FigureSpec(
+        "pca99_vs_length",
+        "components for 99% variance of the trajectory prefix vs prefix length",
+        "Fig. pca_from_seq_length (C.2, D.4)",
+        "progressive run dir",
+        "progressive",
+        build_pca99_vs_length,
+    ),
+    FigureSpec(
+        "pca_reconstruction",
+        "TF accuracy of the final embedding rebuilt from its top-k trajectory PCs",
+        "Fig. pca_reconstruction_accuracy (C.2, D.4)",
+        "{results}/trajectory/trajectory.json",
+        "trajectory",
+        build_pca_reconstruction,
+    ),
+    FigureSpec(
+        "surprisal_vs_steps",
+        "surprisal of the new token vs marginal steps, Spearman with cluster CI",
+        "Table surprisal_steps_correlation (C.9, D.11)",
+        "progressive run dir",
+        "progressive",
+        build_surprisal,
+    ),
+    FigureSpec(
+        "solution_diversity",
+        "same init, different learning rates: Sol. dist., Dir. cos., IG CV, Disp. ratio (table)",
+        "Table solution_diversity (C.3, D.5)",
+        "{runs}/lrsweep_*",
+        "diversity",
+        build_diversity,
+    ),
+    FigureSpec(
+        "downstream_table",
+        "HellaSwag / ARC-E accuracy with and without the crammed context, Conv%",
+        "Table semantic_evaluation (C.4, D.6)",
+        "{runs}/downstream/{hellaswag,arc_easy}/summary.json",
+        "downstream",
+        build_downstream,
+    ),
+    FigureSpec(
+        "mmlu_modes",
+        "5-shot MMLU Acc / Valid: baseline, few_shot, full_prefix, random",
+        "Table rebuttle_mmlu (C.5, D.7)",
+        "{runs}/downstream/mmlu/summary.json",
+        "mmlu",
+        build_mmlu,
+    ),
+    FigureSpec(
+        "knockout_cumulative",
+        "HellaSwag accuracy and TF reconstruction vs #layers knocked out, forward and reverse",
+        "Fig. knockout_cumulative (C.6, D.8)",
+        "{runs}/knockout*/summary.json",
+        "knockout",
+        build_knockout_cumulative,
+    ),
+    FigureSpec(
+        "knockout_per_layer",
+        "per-layer knockout with attention mass on the memory",
+        "Fig. knockout_per_layer (C.6, D.8)",
+        "{runs}/knockout*/summary.json",
+        "knockout",
+        build_knockout_per_layer,
+    ),
+    FigureSpec(
+        "sink_table",
+        "attention mass on the memory vs on BOS, mean over layers, correlation (table)",
+        "Table attn_hijacking (C.7, D.9)",
+        "{runs}/knockout*/sink_*.json",
+        "sink",
+        build_sink,
+    ),
+    FigureSpec(
+        "depth_heatmap",
+        "mean horizon per (model, first-N blocks kept) beside the paper's pivot",
+        "Table depth_size_pivot (C.8, D.10)",
+        "{runs}/capacity/*/*/result.json",
+        "depth",
+        build_depth,
+    ),
+    FigureSpec(
+        "capacity_bits",
+        "per text source: horizon vs information gain (Kuratov's cross-entropy law)",
+        "Kuratov Table 1 (D.13)",
+        "{runs}/capacity/*/capacity_samples.json",
+        "capacity",
+        build_capacity,
+    ),
+    FigureSpec(
+        "probes",
+        "linear probes on the residual stream at the memory position, per layer, vs controls",
+        "none in the paper (C.10)",
+        "{results}/probes/probes.json",
+        "probes",
+        build_probes,
+    ),
 ]
 
 

@@ -7,9 +7,8 @@ The figures of progressive cramming that need nothing but a run's stage rows, an
   the base model and the marginal optimizer steps its stage took.
 - :func:`progressive_schematic`: one sample, per stage the marginal steps and the surprisal of the new token.
 - :func:`horizon_ig_bars`: per sample the compression horizon (tokens) and the information gain (bits).
-- :func:`brittleness_table`: full cramming at 99 % versus progressive cramming, teacher-forced vs greedy
-  (``brittleness.json`` of ``scripts/progressive.py --compare-full``), beside the paper's rows.
-- :func:`diversity_table`: the solution-diversity summary (``analyses.diversity.summarize``) beside the paper's.
+
+The paper's tables are plotly tables in :mod:`analyses.tables`.
 
 ``make_figures`` (``scripts/make_figures.py``) finds the inputs in run directories, writes HTML + PNG and indexes
 them; ``analyses.figure_registry`` lists every figure with its inputs and the command that makes them.
@@ -18,7 +17,7 @@ them; ``analyses.figure_registry`` lists every figure with its inputs and the co
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -173,7 +172,11 @@ def token_explorer(
         d = data[sid]
         hover = []
         for t in d["tokens"]:
-            stage = "–" if t["stage"] is None else f"{t['stage'] + 1} ({'converged' if t['converged'] else 'FAILED'})"
+            stage = (
+                "–"
+                if t["stage"] is None
+                else f"{t['stage'] + 1} ({'converged' if t['converged'] else 'FAILED'})"
+            )
             hover.append(
                 f"token {t['index']}: {t['label']!r} (id {t['id']})<br>surprisal {_fmt(t['surprisal'], '{:.2f}')} bits"
                 f"<br>marginal steps {'–' if t['marginal_steps'] is None else t['marginal_steps']}<br>stage {stage}"
@@ -258,7 +261,10 @@ def progressive_schematic(
     fig.update_layout(
         title=f"Progressive cramming, sample {sid}: horizon {s.horizon} tokens in {s.steps} steps "
         f"(first stage: the memory alone predicts token 1)",
-        showlegend=False, width=max(900, 26 * len(rows) + 250), height=640, bargap=0.15,
+        showlegend=False,
+        width=max(900, 26 * len(rows) + 250),
+        height=640,
+        bargap=0.15,
     )
     return fig, rows
 
@@ -296,88 +302,12 @@ def horizon_ig_bars(run: CramRun, title: str = "") -> tuple[go.Figure, list[dict
     fig.update_yaxes(title_text="tokens", row=1, col=1)
     fig.update_yaxes(title_text="bits", row=1, col=2)
     fig.update_layout(
-        title=title or f"{model}: horizon mean {sm['horizon_mean']:.1f} tokens, information gain mean "
+        title=title
+        or f"{model}: horizon mean {sm['horizon_mean']:.1f} tokens, information gain mean "
         f"{sum(igs) / max(1, len(igs)):.1f} bits ({len(rows)} samples)",
-        barmode="group", width=1200, height=500, legend={"orientation": "h", "x": 0.56, "y": -0.18},
+        barmode="group",
+        width=1200,
+        height=500,
+        legend={"orientation": "h", "x": 0.56, "y": -0.18},
     )
     return fig, rows
-
-
-# ----------------------------------------------------------------------------------------------- tables
-#: REFERENCE D.3 ("common" setup; greedy mismatch @0/@1/@2) and D.2 (progressive 100/100); 50 samples.
-PAPER_BRITTLENESS = [
-    ("paper: Llama-3.2-1B", "full @0.99", 50, "512", "99.04", "0.19", "–", "86/100/100"),
-    ("paper: Llama-3.2-3B", "full @0.99", 50, "1024", "99.02", "0.19", "–", "100/100/98"),
-    ("paper: Llama-3.1-8B", "full @0.99", 50, "1568", "99.07", "0.41", "–", "100/100/100"),
-    ("paper: Llama-3.1-8B", "progressive", 50, "1438 ± 380", "100", "100", "–", "–"),
-]
-TABLE_COLUMNS = ("run", "method", "samples", "tokens", "TF %", "greedy %", "exact %", "greedy miss ≤0/≤1/≤2 %")
-
-
-def brittleness_rows(sources: Mapping[str, Sequence[dict]]) -> list[dict]:
-    """Summary per (source, method) of ``brittleness.json`` rows (``cramlens.brittleness.summary``)."""
-    from cramlens.brittleness import ReconstructionRow, summary
-
-    out = []
-    for label, rows in sources.items():
-        for method, s in summary([ReconstructionRow(**r) for r in rows]).items():
-            out.append({"run": label, "method": method, **s})
-    return out
-
-
-def brittleness_table(sources: Mapping[str, Sequence[dict]], paper: bool = True) -> tuple[go.Figure, list[dict]]:
-    """Plotly table: ours (one block per run directory) then the paper's rows (grey)."""
-    rows = brittleness_rows(sources)
-    cells = [
-        [r["run"], r["method"], str(r["samples"]), f"{r['tokens']:.1f}", f"{r['tf_pct']:.2f}", f"{r['greedy_pct']:.2f}",
-         f"{r['exact_pct']:.0f}", f"{r['mismatch_by_0']:.0f}/{r['mismatch_by_1']:.0f}/{r['mismatch_by_2']:.0f}"]
-        for r in rows
-    ]  # fmt: skip
-    fill = ["white"] * len(cells)
-    if paper:
-        cells += [[str(c) for c in p] for p in PAPER_BRITTLENESS]
-        fill += ["#f0f0f0"] * len(PAPER_BRITTLENESS)
-    fig = _table(cells, TABLE_COLUMNS, fill, [1.6, 1.0, 0.6, 0.8, 0.6, 0.7, 0.6, 1.3])
-    fig.update_layout(title="Teacher forcing hides greedy failure: full cramming stopped at 99% TF vs progressive "
-                            "(scored on its horizon); grey: the paper (REFERENCE D.2, D.3)")  # fmt: skip
-    return fig, rows
-
-
-#: REFERENCE D.5.
-PAPER_DIVERSITY = [
-    ("paper: Llama-3.1-8B", "224", "0.9%", "1.49 [1.43, 1.53]", "+0.18", "15x"),
-    ("paper: Pythia-1.4B", "238", "1.8%", "1.58 [1.55, 1.62]", "+0.24", "43x"),
-    ("paper: SmolLM2-1.7B", "239", "1.6%", "1.61 [1.58, 1.64]", "+0.10", "27x"),
-    ("paper: Gemma-3-4B", "198", "1.8%", "1.63 [1.61, 1.64]", "+0.04", "19x"),
-]
-
-
-def diversity_table(summary: Mapping, label: str) -> tuple[go.Figure, dict]:
-    """The solution-diversity row (``analyses.diversity.summarize``) above the paper's rows."""
-    cells = []
-    if summary.get("N"):
-        cells.append([
-            label, str(summary["N"]), f"{summary['ig_cv']:.1f}%",
-            f"{summary['sol_dist_median']:.2f} [{summary['sol_dist_q1']:.2f}, {summary['sol_dist_q3']:.2f}]",
-            f"{summary['dir_cos']:+.2f} (1/√d = {summary['random_cos']:.3f})", f"{summary['disp_ratio']:.0f}x",
-        ])  # fmt: skip
-    fill = ["white"] * len(cells) + ["#f0f0f0"] * len(PAPER_DIVERSITY)
-    cells += [list(p) for p in PAPER_DIVERSITY]
-    cols = ("model (learning rates)", "N groups", "IG CV", "Sol. dist. median [IQR]", "Dir. cos.", "Disp. ratio")
-    fig = _table(cells, cols, fill, [2.0, 0.7, 0.6, 1.3, 1.3, 0.7])
-    fig.update_layout(title="Equally good solutions are far apart: same init, different learning rates "
-                            "(grey: the paper, REFERENCE D.5)")  # fmt: skip
-    return fig, dict(summary)
-
-
-def _table(cells: list[list[str]], columns: Sequence[str], fill: list[str], widths: Sequence[float]) -> go.Figure:
-    cols = [list(c) for c in zip(*cells)] if cells else [[] for _ in columns]
-    fig = go.Figure(go.Table(
-        columnwidth=list(widths),
-        header={"values": [f"<b>{c}</b>" for c in columns], "fill_color": "#4c78a8", "font": {"color": "white",
-                "size": 13}, "align": "left", "height": 30},
-        cells={"values": cols, "fill_color": [fill] * len(columns), "align": "left", "font": {"size": 12},
-               "height": 26, "line_color": "#d0d0d0"},
-    ))  # fmt: skip
-    fig.update_layout(width=1250, height=150 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10})
-    return fig

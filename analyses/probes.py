@@ -113,7 +113,9 @@ def random_like(embeddings: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return r * (embeddings.float().norm(dim=dims, keepdim=True) / r.norm(dim=dims, keepdim=True))
 
 
-def choose_words(token_lists: Sequence[Sequence[int]], lo: float = 0.2, hi: float = 0.8, max_words: int = 5) -> list[int]:
+def choose_words(
+    token_lists: Sequence[Sequence[int]], lo: float = 0.2, hi: float = 0.8, max_words: int = 5
+) -> list[int]:
     """Token ids present in a fraction of texts within ``[lo, hi]``, most balanced first."""
     n = len(token_lists)
     counts: dict[int, int] = {}
@@ -172,7 +174,9 @@ def with_chance(
     return fn(labels), float(np.mean(shuf)) if shuf else float("nan")
 
 
-def make_tasks(token_lists: Sequence[Sequence[int]], ks: Sequence[int], words: Sequence[int]) -> dict[str, tuple]:
+def make_tasks(
+    token_lists: Sequence[Sequence[int]], ks: Sequence[int], words: Sequence[int]
+) -> dict[str, tuple]:
     """``{name: (kind, labels)}``: ``token@k`` (token ids) and ``has:<id>`` (0/1)."""
     tasks: dict[str, tuple] = {}
     for k in ks:
@@ -203,9 +207,9 @@ def run_probes(
             for j, layer in enumerate(layers):
                 X = A[:, j]
                 if kind == "identity":
-                    fn = lambda y, X=X: identity_2v2(X, y, W, folds)  # noqa: E731
+                    fn = lambda y, X=X, f=folds: identity_2v2(X, y, W, f)  # noqa: E731
                 else:
-                    fn = lambda y, X=X: binary_probe(X, y, folds)  # noqa: E731
+                    fn = lambda y, X=X, f=folds: binary_probe(X, y, f)  # noqa: E731
                 score, chance = with_chance(fn, labels, n_shuffles, seed)
                 rows.append({"condition": cond, "task": name, "kind": kind, "layer": int(layer), "score": score,
                              "shuffled": chance, "chance": 0.5})  # fmt: skip

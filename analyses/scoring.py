@@ -86,7 +86,9 @@ def residual(
         return model(resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers)
 
 
-def nll_at(model: HookedTransformer, resid: torch.Tensor, packed: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+def nll_at(
+    model: HookedTransformer, resid: torch.Tensor, packed: Packed
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(nll [K], argmax-correct [K])`` at the scored positions of ``packed`` (unembedding only there)."""
     logits = logits_from_residual(model, resid[packed.row, packed.pos]).float()
     nll = F.cross_entropy(logits, packed.target, reduction="none")

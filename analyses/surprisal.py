@@ -41,7 +41,9 @@ def step_pairs(run: CramRun, model=None) -> list[dict]:
                     from cramlens import surprisal_bits
 
                     if model is None:
-                        raise ValueError("rows lack new_token_surprisal_bits; pass the model to recompute them")
+                        raise ValueError(
+                            "rows lack new_token_surprisal_bits; pass the model to recompute them"
+                        )
                     sur = surprisal_bits(model, r["input_ids"])
                 s = float(sur[L - 1])
             steps = int(r["steps_taken"]) - int(prev["steps_taken"])

@@ -98,7 +98,9 @@ def sample_ids(run: CramRun) -> list[int]:
     return sorted({int(r["sample_id"]) for r in run.rows})
 
 
-def sample_geometry(run: CramRun, sample_id: int, converged_only: bool = False, fraction: float = 0.99) -> dict:
+def sample_geometry(
+    run: CramRun, sample_id: int, converged_only: bool = False, fraction: float = 0.99
+) -> dict:
     """Per-sample numbers: stages, horizon, PC1, PC2, PC1+PC2 (fractions), PCA99, trajectory length, norms."""
     rows = stage_rows(run, sample_id, converged_only)
     X = stage_matrix(rows)
@@ -245,8 +247,12 @@ def accuracy_landscape(
         lengths = sorted({ls[int(round(q * (len(ls) - 1)))] for q in (0.25, 0.5, 0.75, 1.0)})
     lo, hi = coords.min(dim=0).values, coords.max(dim=0).values
     span = (hi - lo).clamp(min=1e-6)
-    a = torch.linspace(float(lo[0] - margin * span[0]), float(hi[0] + margin * span[0]), grid, dtype=torch.float64)
-    b = torch.linspace(float(lo[1] - margin * span[1]), float(hi[1] + margin * span[1]), grid, dtype=torch.float64)
+    a = torch.linspace(
+        float(lo[0] - margin * span[0]), float(hi[0] + margin * span[0]), grid, dtype=torch.float64
+    )
+    b = torch.linspace(
+        float(lo[1] - margin * span[1]), float(hi[1] + margin * span[1]), grid, dtype=torch.float64
+    )
     B_, A_ = torch.meshgrid(b, a, indexing="ij")
     v1, v2 = fit.components[0], fit.components[1]
     layout = _layout(run)
@@ -265,5 +271,14 @@ def accuracy_landscape(
         maps[L] = acc.reshape(grid, grid)
         anchors[L] = (float(aL), float(bL))
         basin[L] = float((acc > basin_threshold).float().mean())
-    return {"coords": coords.float(), "lengths": [int(r["stage_seq_len"]) for r in rows], "a": a.float(),
-            "b": b.float(), "maps": maps, "anchors": anchors, "basin": basin, "anchor_accuracy": anchor_acc, "pc12": float(fit.explained_ratio[:2].sum())}  # fmt: skip
+    return {
+        "coords": coords.float(),
+        "lengths": [int(r["stage_seq_len"]) for r in rows],
+        "a": a.float(),
+        "b": b.float(),
+        "maps": maps,
+        "anchors": anchors,
+        "basin": basin,
+        "anchor_accuracy": anchor_acc,
+        "pc12": float(fit.explained_ratio[:2].sum()),
+    }

@@ -29,7 +29,9 @@ def pca_figure(run: CramRun, table: Sequence[dict], max_samples: int = 8) -> go.
     ids = [r["sample_id"] for r in table][:max_samples]
     cols = min(4, max(1, len(ids)))
     rows = (len(ids) + cols - 1) // cols
-    titles = [f"sample {r['sample_id']}: PC1+PC2 {r['pc12']:.0%}, PCA99 {r['pca99']}" for r in table[:max_samples]]
+    titles = [
+        f"sample {r['sample_id']}: PC1+PC2 {r['pc12']:.0%}, PCA99 {r['pca99']}" for r in table[:max_samples]
+    ]
     fig = make_subplots(rows=max(rows, 1), cols=cols, subplot_titles=titles)
     for i, sid in enumerate(ids):
         traj = run.trajectory(sid)
@@ -38,7 +40,7 @@ def pca_figure(run: CramRun, table: Sequence[dict], max_samples: int = 8) -> go.
         L = [int(r["stage_seq_len"]) for r in traj]
         ok = ["converged" if r.get("converged") else "failed" for r in traj]
         fig.add_trace(
-            go.Scatter(x=c[:, 0].tolist(), y=c[:, 1].tolist(), mode="lines+markers", text=[f"L={x} {o}" for x, o in zip(L, ok)],
+            go.Scatter(x=c[:, 0].tolist(), y=c[:, 1].tolist(), mode="lines+markers", text=[f"L={x} {o}" for x, o in zip(L, ok, strict=True)],
                        marker=dict(color=L, colorscale="Viridis", size=7, showscale=i == 0,
                                    symbol=["circle" if o == "converged" else "x" for o in ok]),
                        line=dict(color="lightgrey"), showlegend=False),
@@ -76,7 +78,9 @@ def recon_figure(rows: Sequence[dict]) -> go.Figure:
 
 def landscape_figure(land: dict, sample_id: int) -> go.Figure:
     Ls = list(land["maps"])
-    fig = make_subplots(rows=1, cols=len(Ls), subplot_titles=[f"L = {L} (basin {land['basin'][L]:.0%})" for L in Ls])
+    fig = make_subplots(
+        rows=1, cols=len(Ls), subplot_titles=[f"L = {L} (basin {land['basin'][L]:.0%})" for L in Ls]
+    )
     c = land["coords"]
     lengths = land["lengths"]
     for j, L in enumerate(Ls):

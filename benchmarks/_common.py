@@ -72,17 +72,29 @@ def hooked_from_hf(hf, tok):
     return model
 
 
-def load_models():
-    """``(hooked, hf)`` SmolLM2-135M on the same fp32 weights, both frozen."""
-    hf, tok = load_hf()
+def _project_loader():
     try:
         from cramlens.models import load_model  # the project's loader, once it has landed
     except ImportError:
-        load_model = None
+        return None
+    return load_model
+
+
+def load_hooked():
+    """SmolLM2-135M as a frozen HookedTransformer (``cramlens.models.load_model`` when available)."""
+    load_model = _project_loader()
+    if load_model is None:
+        hf, tok = load_hf()
+        return hooked_from_hf(hf, tok)
+    return load_model("smollm2-135m").eval().requires_grad_(False)
+
+
+def load_models():
+    """``(hooked, hf)`` SmolLM2-135M on the same fp32 weights, both frozen."""
+    hf, tok = load_hf()
+    load_model = _project_loader()
     if load_model is not None:
-        hooked = load_model("smollm2-135m")
-        hooked.requires_grad_(False)
-        hooked.eval()
+        hooked = load_model("smollm2-135m").eval().requires_grad_(False)
         _copy_same_weights_check(hooked, hf)
     else:
         hooked = hooked_from_hf(hf, tok)
@@ -97,14 +109,22 @@ def _copy_same_weights_check(hooked, hf) -> None:
         b = hf(input_ids=ids).logits
     diff = float((a - b).abs().max())
     if diff > 1e-3:
-        raise RuntimeError(f"cramlens.models.load_model and the HF GGUF model disagree (max |dlogit| {diff:.2e})")
+        raise RuntimeError(
+            f"cramlens.models.load_model and the HF GGUF model disagree (max |dlogit| {diff:.2e})"
+        )
 
 
 def first_texts_ids(tok, n: int = 4, n_tokens: int = 64) -> list[list[int]]:
     """First ``n`` PG-19 excerpts, tokenised without special tokens, cut to ``n_tokens``."""
     import json
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "pg19" / "pg19_style_gutenberg_excerpts_100.jsonl"
+    path = (
+        Path(__file__).resolve().parents[2]
+        / "shared"
+        / "data"
+        / "pg19"
+        / "pg19_style_gutenberg_excerpts_100.jsonl"
+    )
     if not path.exists():
         path = Path("/work/shared/data/pg19/pg19_style_gutenberg_excerpts_100.jsonl")
     out = []
@@ -127,10 +147,22 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def matmul_ceiling(n: int = 2048, reps: int = 5, dtype=torch.float32) -> float:
-    """GFLOP/s of a big square ``torch.mm`` at the current thread count (median of ``reps``)."""
+def timed2(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds summed over threads) of one call.
+
+    On a machine shared with other jobs the wall time includes the time our threads sat descheduled; the CPU
+    time (with ``OMP_WAIT_POLICY=PASSIVE`` idle OpenMP threads sleep instead of spinning) measures the work.
+    """
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def matmul_ceiling(n: int = 2048, reps: int = 5, dtype=torch.float32) -> tuple[float, float]:
+    """(GFLOP per wall second, GFLOP per CPU second) of a big square ``torch.mm`` (medians of ``reps``)."""
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
-    times = [timed(lambda: torch.mm(a, b)) for _ in range(reps)]
-    return 2 * n**3 / statistics.median(times) / 1e9
+    t = [timed2(lambda: torch.mm(a, b)) for _ in range(reps)]
+    flop = 2 * n**3 / 1e9
+    return flop / statistics.median(w for w, _ in t), flop / statistics.median(c for _, c in t)

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import first_texts_ids, load_models  # noqa: E402
+from _common import first_texts_ids, load_hooked  # noqa: E402
 
 from cramlens import fast  # noqa: E402
 from cramlens.cramming import progressive_cram  # noqa: E402
@@ -62,8 +62,7 @@ def main(argv=None):
     from rich.table import Table
 
     console = Console(stderr=True, width=200)
-    model, hf = load_models()
-    del hf
+    model = load_hooked()
     tok = model.tokenizer
     texts = first_texts_ids(tok, args.texts, args.seq_len)
     results = []
@@ -72,7 +71,7 @@ def main(argv=None):
         fast.optimize(model, precision=prec)
         for mode in args.modes:
             kw = MODES[mode]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run = progressive_cram(
                 model,
                 texts,
@@ -84,7 +83,7 @@ def main(argv=None):
                 seed=0,
                 **kw,
             )
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             horizons = [s.horizon for s in run.samples]
             spent = [s.steps_spent for s in run.samples]
             row = {
@@ -99,6 +98,8 @@ def main(argv=None):
                 "steps_spent": spent,
                 "total_steps": sum(spent),
                 "wall_s": round(wall, 1),
+                "cpu_s": round(cpu, 1),
+                "load_avg": os.getloadavg()[0],
                 "sample_steps_per_s": round(sum(spent) / wall, 2),
                 "s_per_horizon_token": round(wall / max(1, sum(horizons)), 2),
                 "reasons": [s.reason for s in run.samples],
@@ -110,10 +111,24 @@ def main(argv=None):
                 out.write(line + "\n")
                 out.flush()
             console.print(f"  {prec} mode {mode}: horizons {horizons}, {sum(spent)} steps, {wall:.0f} s")
-    table = Table(title=f"progressive cramming, paper recipe, steps_per_sample={args.budget}, {args.texts} texts")
-    for col in ["precision", "mode", "batch", "schedule", "horizons", "total steps", "wall s", "steps/s", "vs (a)"]:
+    table = Table(
+        title=f"progressive cramming, paper recipe, steps_per_sample={args.budget}, {args.texts} texts"
+    )
+    for col in [
+        "precision",
+        "mode",
+        "batch",
+        "schedule",
+        "horizons",
+        "total steps",
+        "wall s",
+        "cpu s",
+        "steps/s",
+        "vs (a) wall",
+        "vs (a) cpu",
+    ]:
         table.add_column(col, justify="right")
-    base = {r["precision"]: r["wall_s"] for r in results if r["mode"] == "a"}
+    base = {r["precision"]: r for r in results if r["mode"] == "a"}
     for r in results:
         ref = base.get(r["precision"])
         table.add_row(
@@ -124,8 +139,10 @@ def main(argv=None):
             str(r["horizons"]),
             str(r["total_steps"]),
             f"{r['wall_s']:.0f}",
+            f"{r['cpu_s']:.0f}",
             f"{r['sample_steps_per_s']:.2f}",
-            f"{ref / r['wall_s']:.2f}x" if ref else "-",
+            f"{ref['wall_s'] / r['wall_s']:.2f}x" if ref else "-",
+            f"{ref['cpu_s'] / r['cpu_s']:.2f}x" if ref else "-",
         )
     console.print(table)
     if out:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: OpenMP threads must not spin under contention
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # before torch: OpenMP threads must not spin under contention
 
 import argparse
 import copy
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import load_models, matmul_ceiling, timed  # noqa: E402
+from _common import load_models, matmul_ceiling, timed2  # noqa: E402
 
 from cramlens import fast  # noqa: E402
 from cramlens.forward import logits_from_residual, residual_at_targets, score  # noqa: E402
@@ -64,9 +66,9 @@ class CramStep:
     def __init__(self, model, seqs, L):
         self.model, self.seqs, self.L = model, seqs, L
         B = len(seqs)
-        self.mem = (torch.rand(B, 1, model.cfg.d_model, generator=torch.Generator().manual_seed(0)) * 0.02).requires_grad_(
-            True
-        )
+        self.mem = (
+            torch.rand(B, 1, model.cfg.d_model, generator=torch.Generator().manual_seed(0)) * 0.02
+        ).requires_grad_(True)
         self.opt = BatchedAdamW([self.mem], Schedule(0.1, 1e-3, 100, 10_000), (0.9, 0.9), 0.01)
         self.active = torch.ones(B, dtype=torch.bool)
 
@@ -97,7 +99,9 @@ class HFStep:
         x = torch.cat([self.mem, emb[:, 1:]], dim=1)
         logits = self.hf(inputs_embeds=x).logits
         B, L = self.targets.shape
-        loss = F.cross_entropy(logits.flatten(0, 1), self.targets.flatten(), reduction="none").view(B, L).mean(1)
+        loss = (
+            F.cross_entropy(logits.flatten(0, 1), self.targets.flatten(), reduction="none").view(B, L).mean(1)
+        )
         loss.sum().backward()
         self.opt.step()
         self.opt.zero_grad()
@@ -114,13 +118,16 @@ def run_cell(models, hf, B, L, reps, warmup, variants, vocab):
         for v in variants:
             steps[v]()
     times = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
     ceil = []
     for r in range(reps):
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for v in order:
-            times[v].append(timed(steps[v]))
+            w, c = timed2(steps[v])
+            times[v].append(w)
+            cpu[v].append(c)
         ceil.append(matmul_ceiling(2048, reps=1))
-    return times, ceil
+    return times, cpu, ceil
 
 
 def main(argv=None):
@@ -166,32 +173,56 @@ def main(argv=None):
     for B in args.batches:
         for L in args.lengths:
             t0 = time.time()
-            times, ceil = run_cell(models, hf, B, L, args.reps, args.warmup, variants, hooked.cfg.d_vocab)
+            times, cpu, ceil = run_cell(
+                models, hf, B, L, args.reps, args.warmup, variants, hooked.cfg.d_vocab
+            )
             med = {v: statistics.median(times[v]) for v in variants}
-            ratio = {v: statistics.median([a / b for a, b in zip(times[v], times["hf"], strict=True)]) for v in variants}
+            ratio = {
+                v: statistics.median([a / b for a, b in zip(times[v], times["hf"], strict=True)])
+                for v in variants
+            }
+            cmed = {v: statistics.median(cpu[v]) for v in variants}
+            cratio = {
+                v: statistics.median([a / b for a, b in zip(cpu[v], cpu["hf"], strict=True)])
+                for v in variants
+            }
             fl = step_flops(hooked.cfg, B, L)
-            c = statistics.median(ceil)
+            c = statistics.median(x[0] for x in ceil)
+            c_cpu = statistics.median(x[1] for x in ceil)
             row = {
                 "bench": "step",
                 "B": B,
                 "L": L,
                 **{f"ms_{v}": round(1000 * med[v], 2) for v in variants},
                 **{f"ratio_{v}_hf": round(ratio[v], 3) for v in variants if v != "hf"},
+                **{f"cpu_ms_{v}": round(1000 * cmed[v], 1) for v in variants},
+                **{f"cpu_ratio_{v}_hf": round(cratio[v], 3) for v in variants if v != "hf"},
+                "min_ms": {v: round(1000 * min(times[v]), 1) for v in variants},
                 "gflop_step": round(fl / 1e9, 2),
                 **{f"gflops_{v}": round(fl / med[v] / 1e9, 1) for v in variants},
                 "ceiling_gflops": round(c, 1),
                 "pct_ceiling_fp32": round(100 * fl / med["fp32"] / 1e9 / c, 1),
+                "ceiling_gflop_per_cpu_s": round(c_cpu, 1),
+                "gflop_per_cpu_s_fp32": round(fl / cmed["fp32"] / 1e9, 1),
+                "pct_ceiling_cpu_fp32": round(100 * fl / cmed["fp32"] / 1e9 / c_cpu, 1),
                 "reps": args.reps,
                 "cell_s": round(time.time() - t0, 1),
+                "load_avg": round(os.getloadavg()[0], 2),
                 **env,
             }
             if "bf16" in variants:
                 row["speedup_bf16_vs_fp32"] = round(
                     statistics.median([a / b for a, b in zip(times["fp32"], times["bf16"], strict=True)]), 3
                 )
+                row["cpu_speedup_bf16_vs_fp32"] = round(
+                    statistics.median([a / b for a, b in zip(cpu["fp32"], cpu["bf16"], strict=True)]), 3
+                )
             if "tl" in variants:
                 row["speedup_fast_vs_tl"] = round(
                     statistics.median([a / b for a, b in zip(times["tl"], times["fp32"], strict=True)]), 3
+                )
+                row["cpu_speedup_fast_vs_tl"] = round(
+                    statistics.median([a / b for a, b in zip(cpu["tl"], cpu["fp32"], strict=True)]), 3
                 )
             rows.append(row)
             line = json.dumps(row)
@@ -203,28 +234,49 @@ def main(argv=None):
 
     table = Table(title="cramming step (median ms; ratios = median of per-repetition ratios)")
     cols = ["B", "L"] + [f"{v} ms" for v in variants] + [f"{v}/hf" for v in variants if v != "hf"]
-    cols += ["bf16 speedup"] if "bf16" in variants else []
+    cols += ["bf16 speedup", "(cpu)"] if "bf16" in variants else []
     cols += ["fast vs tl"] if "tl" in variants else []
-    cols += ["GFLOP", "fp32 GFLOP/s", "ceiling", "% ceil"]
+    cols += ["GFLOP", "fp32 GFLOP/s", "ceiling", "% ceil", "% ceil (cpu)", "cpu fp32/hf"]
     for col in cols:
         table.add_column(col, justify="right")
     for r in rows:
         cells = [str(r["B"]), str(r["L"])] + [f"{r[f'ms_{v}']:.0f}" for v in variants]
         cells += [f"{r[f'ratio_{v}_hf']:.3f}" for v in variants if v != "hf"]
-        cells += [f"{r['speedup_bf16_vs_fp32']:.2f}x"] if "bf16" in variants else []
+        cells += (
+            [f"{r['speedup_bf16_vs_fp32']:.2f}x", f"{r['cpu_speedup_bf16_vs_fp32']:.2f}x"]
+            if "bf16" in variants
+            else []
+        )
         cells += [f"{r['speedup_fast_vs_tl']:.2f}x"] if "tl" in variants else []
-        cells += [f"{r['gflop_step']:.1f}", f"{r['gflops_fp32']:.1f}", f"{r['ceiling_gflops']:.1f}", f"{r['pct_ceiling_fp32']:.0f}%"]
+        cells += [
+            f"{r['gflop_step']:.1f}",
+            f"{r['gflops_fp32']:.1f}",
+            f"{r['ceiling_gflops']:.1f}",
+            f"{r['pct_ceiling_fp32']:.0f}%",
+            f"{r['pct_ceiling_cpu_fp32']:.0f}%",
+            f"{r['cpu_ratio_fp32_hf']:.3f}",
+        ]
         table.add_row(*cells)
     console.print(table)
     by = {(r["B"], r["L"]): r for r in rows}
     for L in args.lengths:
         if (1, L) in by and (8, L) in by:
             thr = 8 * by[(1, L)]["ms_fp32"] / by[(8, L)]["ms_fp32"]
-            line = json.dumps({"bench": "batch_throughput", "L": L, "per_sample_B8_vs_B1_fp32": round(thr, 3)})
+            thr_cpu = 8 * by[(1, L)]["cpu_ms_fp32"] / by[(8, L)]["cpu_ms_fp32"]
+            line = json.dumps(
+                {
+                    "bench": "batch_throughput",
+                    "L": L,
+                    "per_sample_B8_vs_B1_fp32": round(thr, 3),
+                    "cpu_per_sample_B8_vs_B1_fp32": round(thr_cpu, 3),
+                }
+            )
             print(line)
             if out:
                 out.write(line + "\n")
-            console.print(f"per-sample throughput B=8 vs B=1 at L={L} (fp32): {thr:.2f}x")
+            console.print(
+                f"per-sample throughput B=8 vs B=1 at L={L} (fp32): {thr:.2f}x wall, {thr_cpu:.2f}x cpu"
+            )
     if out:
         out.close()
 

@@ -1,43 +1,51 @@
 """A fast, hook-faithful hot path for frozen HookedTransformers: ``optimize(model)``.
 
 TransformerLens 3.9 rebuilds weight layouts on every forward (``W.T.contiguous()`` in the gated MLP and the
-unembedding, einops rearranges of ``W_Q/W_K/W_V/W_O`` in attention) and runs attention as explicit
-``scores -> mask -> softmax -> pattern @ v`` with ``repeat_interleave`` for grouped-query heads. For cramming, where
-the model is frozen and thousands of forward+backward passes differ only in one injected vector, that overhead is
-most of the gap to plain transformers. ``optimize(model)`` swaps in faster ``forward`` methods *on the module
-instances* (the classes are untouched; ``restore(model)`` puts everything back):
+unembedding, einops rearranges of ``W_Q/W_K/W_V/W_O`` in attention), runs attention as explicit
+``scores -> mask -> softmax -> pattern @ v`` with ``repeat_interleave`` for grouped-query heads, and computes
+``ln1`` three times per block. For cramming (a frozen model, thousands of forward+backward passes that differ
+only in one injected vector) that overhead was ~2x a plain transformers step. ``optimize(model)`` swaps faster
+``forward`` methods onto the *module instances* (classes untouched; ``restore(model)`` undoes it):
 
-- **Weights in the layout the forward reads.** Per attention layer one fused ``[(n_q + 2 n_kv) d_head, d_model]``
-  QKV matrix (one GEMM instead of three, no per-call rearrange); per gated MLP one fused ``[2 d_mlp, d_model]``
-  gate+in matrix; ``W_O``, ``W_out``, ``W_U`` are read through free views. The cached copies are keyed on each
-  source parameter's identity, storage and version counter, so any in-place edit (``load_state_dict``,
-  ``param.data.copy_``, ablating a weight) rebuilds them on the next forward. When a source parameter requires
-  grad and autograd is on, the fused weight is built differentiably per call instead (weight gradients stay
-  exact), so ``optimize`` never changes what can be differentiated.
-- **Fused attention** (``F.scaled_dot_product_attention``, causal, native grouped-query heads) *only while no hook
-  can observe the attention internals* of that layer: any forward/backward hook on ``hook_attn_scores``,
-  ``hook_pattern`` or ``hook_z`` of the layer (knockout, attention capture, ``run_with_cache``) sends that
-  layer through TransformerLens's own code for that call. Likewise for KV caches, explicit attention masks
-  (left padding), ``use_attn_result``, alibi/relative biases, score soft-capping, attention sinks,
-  OLMo-style QK-norm, ``clip_qkv``, log-n / dynamic-NTK rotary, split QKV inputs and local windows shorter
-  than the sequence.
-- **One ``ln1`` per block.** TL's block calls ``ln1`` three times (for the q, k and v inputs) on the same
-  tensor; the fast block calls it once. If any hook is registered on ``blocks.{l}.ln1.*`` the TL block runs.
-- **bf16 matmuls** (``optimize(model, precision="bf16")``): the projections, attention and MLP GEMMs of the
-  fast path run in bfloat16 on cached bf16 weights (the AVX512-BF16 / AMX oneDNN kernels) while the residual
-  stream, norms, the unembedding and the loss stay fp32 (autocast-style, without autocast's per-call weight
-  casts). Layers that fall back to TL run TL's code under ``torch.autocast("cpu", bfloat16)``. The memory
-  parameter and its optimizer state are untouched (fp32). This is opt-in: see ``benchmarks/results_perf.md``.
+- **Weights in the layout the forward reads**, cached: per attention layer one fused
+  ``[(n_q + 2 n_kv) d_head, d_model]`` QKV matrix (one GEMM instead of three) and ``W_O`` as
+  ``[d_model, n_q d_head]``; per gated MLP ``W_gate``/``W_in``/``W_out`` in ``nn.Linear`` layout (kept as two
+  GEMMs: a fused 7 MB gate+in weight measured slower per FLOP at 64-512 rows here); ``W_U`` read through a free
+  transposed view. All-zero biases (Llama-family models have none; TL stores zeros) are dropped so ``addmm``
+  does not first copy a broadcast bias into every output. Caches are keyed on each source parameter's
+  identity, storage and version counter: any in-place edit (``load_state_dict``, ``param.data.copy_``, a
+  weight ablation) rebuilds them on the next forward. If a source parameter requires grad while autograd is
+  on, the layout is built differentiably per call instead, so weight gradients stay exact.
+- **Fused causal attention** (``F.scaled_dot_product_attention`` with native grouped-query heads) *only while
+  nothing can observe the layer's attention internals*: any forward/backward hook on that layer's
+  ``hook_attn_scores``, ``hook_pattern`` or ``hook_z`` (knockout, attention capture, ``run_with_cache``) sends
+  that layer through TransformerLens's own ``forward`` for that call. So do KV caches, explicit attention
+  masks (left padding), ``use_attn_result``, alibi / relative biases, score soft-capping, attention sinks,
+  OLMo QK-norm, ``clip_qkv``, log-n / dynamic-NTK rotary, split QKV inputs, and local windows shorter than
+  the sequence.
+- **One ``ln1`` per block** (TL calls it separately for the q, k and v inputs); any hook on
+  ``blocks.{l}.ln1.*`` sends the block through TL's ``forward``, so those hooks fire three times as in TL.
+- **Norms** (RMSNorm, RMSNormPre, LayerNorm, LayerNormPre) as ``x * rsqrt(ms + eps)`` / ``F.layer_norm``
+  (cheaper backward than TL's division) while their ``hook_scale`` / ``hook_normalized`` are unobserved.
+- **bf16** (``optimize(model, precision="bf16")``, opt-in): the block GEMMs (QKV, O, MLP) run in bfloat16 on
+  cached bf16 weights (oneDNN AVX512-BF16 kernels, ~2.2x fp32 throughput here). The residual stream, norms,
+  rotary, the attention core (CPU flash attention is slower in bf16), the unembedding *forward* and the loss
+  stay fp32, so logits, argmax and margins are computed at fp32 from a bf16-perturbed residual; the
+  unembedding's input-gradient GEMM uses a bf16 copy of ``W_U``. Layers that fall back to TL run TL's code
+  under ``torch.autocast("cpu", bfloat16)``. The memory parameter and its Adam state are untouched (fp32).
+  Measured horizon differences: ``benchmarks/results_perf.md``.
 
-**Hook points that keep firing on the fast path** (same shapes and values as TL, up to fp32 rounding of fused
-kernels): ``hook_embed``, ``hook_pos_embed``, ``hook_tokens``, every block's ``hook_resid_pre``, ``hook_attn_out``,
-``hook_resid_mid``, ``hook_mlp_in``, ``hook_mlp_out``, ``hook_resid_post``, the norms' ``hook_scale`` /
-``hook_normalized`` (``ln2``, ``ln_final``; ``ln1`` once per block), attention ``hook_q``, ``hook_k``,
-``hook_v``, ``hook_rot_q``, ``hook_rot_k``, MLP ``hook_pre``, ``hook_pre_linear``, ``hook_post``, and
-``unembed.hook_in`` / ``hook_out``. ``hook_attn_scores``, ``hook_pattern``, ``hook_z`` (and ``hook_result``) are
-not computed by the fast kernel; hooking them switches that layer to TL's path, so they also fire exactly as in
-TL. Numerics: fused GEMMs and SDPA accumulate in a different order than TL's kernels, so fp32 logits agree with
-the unoptimised model to ~1e-5 relative, not bit for bit.
+**Hook points on the fast path.** Still fire, with TL's shapes and values (up to fp32 rounding of the fused
+kernels): ``hook_embed``, ``hook_pos_embed``, ``hook_tokens``; every block's ``hook_resid_pre``,
+``hook_attn_out``, ``hook_resid_mid``, ``hook_mlp_in``, ``hook_mlp_out``, ``hook_resid_post``; attention
+``hook_q``, ``hook_k``, ``hook_v`` (K/V with ``n_key_value_heads`` heads, as TL), ``hook_rot_q``,
+``hook_rot_k``; MLP ``hook_pre``, ``hook_pre_linear``, ``hook_post``; ``unembed.hook_in`` / ``hook_out``.
+Hooking any of the following switches just that module to TL's code for that call, so they too fire exactly
+as in TL: ``attn.hook_attn_scores``, ``attn.hook_pattern``, ``attn.hook_z``, every norm's ``hook_scale`` /
+``hook_normalized``. (``hook_result`` exists only with ``use_attn_result``, which always takes TL's path.)
+Global ``nn.Module`` hooks disable the fast path everywhere. Numerics: fused GEMMs and SDPA accumulate in a
+different order than TL's kernels, so fp32 logits agree with the unoptimised model to ~1e-5, not bit for bit.
+``stats(model)`` counts attention calls per path.
 """
 
 from __future__ import annotations
@@ -53,7 +61,10 @@ from transformer_lens import HookedTransformer
 from transformer_lens.components import (
     AbstractAttention,
     GroupedQueryAttention,
+    LayerNorm,
+    LayerNormPre,
     RMSNorm,
+    RMSNormPre,
     TransformerBlock,
     Unembed,
 )
@@ -116,7 +127,9 @@ def _weights(module: nn.Module, sources: tuple[torch.Tensor, ...], build, dtype:
             built = {k: v.to(dtype).contiguous() for k, v in build(*sources).items()}
             # an all-zero bias (Llama-family models have none; TL stores zeros) is dropped: ``addmm`` would
             # first copy the broadcast bias into the [rows, out] result, which for the unembedding is M x d_vocab
-            cache.tensors = {k: (None if k.startswith("b") and not bool(v.any()) else v) for k, v in built.items()}
+            cache.tensors = {
+                k: (None if k.startswith("b") and not bool(v.any()) else v) for k, v in built.items()
+            }
         cache.key = key
     return cache.tensors
 
@@ -272,15 +285,17 @@ def _attn_forward(
     if c.positional_embedding_type == "rotary":
         q = self.hook_rot_q(_rotary(self, q))
         k = self.hook_rot_k(_rotary(self, k))
+    # the attention core stays in the input precision: CPU flash attention measured slower in bf16 than fp32
+    act = query_input.dtype
     z = F.scaled_dot_product_attention(
-        q.transpose(1, 2),
-        k.transpose(1, 2),
-        v.transpose(1, 2),
+        q.transpose(1, 2).to(act),
+        k.transpose(1, 2).to(act),
+        v.transpose(1, 2).to(act),
         is_causal=True,
         scale=1.0 / self.attn_scale,
         enable_gqa=n_kv != n_q,
     )  # [batch, head, pos, d_head]
-    z = z.transpose(1, 2).reshape(B, P, n_q * d_head)
+    z = z.transpose(1, 2).reshape(B, P, n_q * d_head).to(dtype)
     o = _weights(self._cramlens_o, (self.W_O, self.b_O), _o_build, dtype)
     return F.linear(z, o["w"], o["b"]).to(query_input.dtype)
 
@@ -326,7 +341,11 @@ def _block_static_ok(block: TransformerBlock) -> bool:
 
 
 def _block_forward(
-    self: TransformerBlock, resid_pre, shortformer_pos_embed=None, past_kv_cache_entry=None, attention_mask=None
+    self: TransformerBlock,
+    resid_pre,
+    shortformer_pos_embed=None,
+    past_kv_cache_entry=None,
+    attention_mask=None,
 ):
     ln1 = self.ln1
     if (
@@ -387,15 +406,25 @@ def _unembed_forward(self: Unembed, residual):
     return self.hook_out(F.linear(residual, w, b))
 
 
-# --------------------------------------------------------------------------------------------------- RMSNorm
-def _rms_forward(self: RMSNorm, x):
+# --------------------------------------------------------------------------------------------------- norms
+def _norm_forward(self: nn.Module, x):
+    """RMSNorm / RMSNormPre / LayerNorm / LayerNormPre without their hook points (TL's code when hooked).
+
+    ``x * rsqrt(ms + eps)`` is TL's ``x / sqrt(ms + eps)`` up to rounding, with a cheaper backward (a mul, not
+    a div); LayerNorm goes through ``F.layer_norm`` (same biased variance as TL).
+    """
     if _observed(self.hook_scale) or _observed(self.hook_normalized) or _global_hooks():
         return type(self).forward(self, x)
     if self.cfg.dtype not in (torch.float32, torch.float64):
         x = x.to(torch.float32)
-    # x * rsqrt(ms + eps): TL's x / sqrt(ms + eps) up to rounding, with a cheaper backward (mul, not div)
-    x = (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)).to(self.cfg.dtype)
-    return x * self.w
+    kind = type(self)
+    w = getattr(self, "w", None)
+    if kind in (RMSNorm, RMSNormPre):
+        x = (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)).to(self.cfg.dtype)
+        return x * w if w is not None else x
+    if kind is LayerNorm:
+        return F.layer_norm(x, (x.shape[-1],), eps=self.eps).to(self.cfg.dtype) * w + self.b
+    return F.layer_norm(x, (x.shape[-1],), eps=self.eps).to(self.cfg.dtype)
 
 
 # --------------------------------------------------------------------------------------------------- public API
@@ -446,8 +475,8 @@ def optimize(model: HookedTransformer, precision: str = "fp32") -> HookedTransfo
         unembed.forward = types.MethodType(_unembed_forward, unembed)
         state.modules.append(unembed)
     for m in model.modules():
-        if type(m) is RMSNorm:
-            m.forward = types.MethodType(_rms_forward, m)
+        if type(m) in (RMSNorm, RMSNormPre, LayerNorm, LayerNormPre):
+            m.forward = types.MethodType(_norm_forward, m)
             state.modules.append(m)
     model._cramlens_fast = state
     return model

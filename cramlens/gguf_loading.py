@@ -335,6 +335,7 @@ def _staging_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``final``; on success rename it to ``final`` atomically."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a cache entry is an ordinary readable directory
     try:
         yield tmp
         old = None

@@ -145,6 +145,52 @@ class CramRun:
             f"{s['steps_mean']:.0f} steps/sample{where})"
         )
 
+    def _repr_pretty_(self, p, cycle: bool) -> None:
+        """IPython: the one-line summary, then one line per sample (the first ``_SHOWN``)."""
+        if cycle:
+            p.text("CramRun(...)")
+            return
+        p.text(repr(self))
+        for s in self.samples[:_SHOWN]:
+            p.break_()
+            p.text("  " + _sample_line(s))
+        if len(self.samples) > _SHOWN:
+            p.break_()
+            p.text(f"  … {len(self.samples) - _SHOWN} more (run.samples)")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the summary and a table of the samples."""
+        from html import escape
+
+        head = "".join(f"<th>{c}</th>" for c in ("#", "text", "horizon", "of", "steps", "IG bits", "greedy"))
+        body = "".join(
+            f"<tr><td>{s.sample_id}</td><td>{escape(s.text_id)}</td><td>{s.horizon}</td><td>{len(s.sequence)}</td>"
+            f"<td>{s.steps}</td><td>{_bits(s.information_gain_bits)}</td><td>{_greedy(s) or '–'}</td></tr>"
+            for s in self.samples[:_SHOWN]
+        )
+        more = f"<p>… {len(self.samples) - _SHOWN} more</p>" if len(self.samples) > _SHOWN else ""
+        return f"<p><code>{escape(repr(self))}</code></p><table><tr>{head}</tr>{body}</table>{more}"
+
+
+_SHOWN = 12
+
+
+def _bits(x: float) -> str:
+    return f"{x:.1f}" if math.isfinite(x) else "nan"
+
+
+def _greedy(s: CrammedSample) -> str:
+    return "" if s.greedy_exact is None else ("greedy exact" if s.greedy_exact else "greedy MISMATCH")
+
+
+def _sample_line(s: CrammedSample) -> str:
+    greedy = _greedy(s)
+    preview = s.text[:32].replace("\n", " ")
+    return (
+        f"#{s.sample_id} {s.text_id}: horizon {s.horizon}/{len(s.sequence)}, {s.steps} steps, "
+        f"IG {_bits(s.information_gain_bits)} bits{', ' + greedy if greedy else ''}, {preview!r}…"
+    )
+
 
 def _mean(xs: Sequence) -> float | None:
     xs = [float(x) for x in xs]

@@ -32,12 +32,18 @@ from cramlens import cli  # noqa: E402
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_model_args(p)
-    p.add_argument("--sources", nargs="+", default=[cli.default_data(), "builtin", "random-words"],
-                   help="text sources, each optionally SOURCE=N (default: PG-19-style, builtin, random-words)")
+    p.add_argument(
+        "--sources",
+        nargs="+",
+        default=[cli.default_data(), "builtin", "random-words"],
+        help="text sources, each optionally SOURCE=N (default: PG-19-style, builtin, random-words)",
+    )
     p.add_argument("--samples", type=int, default=4, help="texts per source (unless SOURCE=N)")
     p.add_argument("--seq-len", type=int, default=48, help="tokens per text: the cap on the horizon")
     cli.add_recipe_args(p)
-    p.add_argument("--batch-size", type=int, default=None, help="samples crammed together (default: a whole source)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="samples crammed together (default: a whole source)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/capacity", help="root of the runs (shared with scripts/depth.py)")
     p.add_argument("--table-only", action="store_true", help="only tabulate a finished run")

@@ -26,10 +26,18 @@ from cramlens import cli  # noqa: E402
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("variants")
-    g.add_argument("--grid", nargs="+", default=["smollm2-135m=1,2,4,8,full"],
-                   help="MODEL=N1,N2,...[,full] entries (registry names or HF directories)")
-    g.add_argument("--scheme", default="first", choices=["first", "last", "first_last"],
-                   help="which blocks N keeps: first N (paper's main table), last N, first N + last N")
+    g.add_argument(
+        "--grid",
+        nargs="+",
+        default=["smollm2-135m=1,2,4,8,full"],
+        help="MODEL=N1,N2,...[,full] entries (registry names or HF directories)",
+    )
+    g.add_argument(
+        "--scheme",
+        default="first",
+        choices=["first", "last", "first_last"],
+        help="which blocks N keeps: first N (paper's main table), last N, first N + last N",
+    )
     g.add_argument("--no-finetune", action="store_true", help="cram the truncated models as they are")
     f = p.add_argument_group("recovery finetune (short CPU defaults; paper: analyses.depth.PAPER_FINETUNE)")
     f.add_argument("--ft-steps", type=int, default=200)
@@ -37,28 +45,41 @@ def parse(argv=None) -> argparse.Namespace:
     f.add_argument("--ft-batch-size", type=int, default=4)
     f.add_argument("--ft-lr", type=float, default=1e-3)
     f.add_argument("--ft-warmup", type=int, default=20)
-    f.add_argument("--ft-trainable", default="blocks", choices=["all", "blocks"],
-                   help="all parameters (paper) or the blocks only (embedding/unembedding frozen; cheaper)")
+    f.add_argument(
+        "--ft-trainable",
+        default="blocks",
+        choices=["all", "blocks"],
+        help="all parameters (paper) or the blocks only (embedding/unembedding frozen; cheaper)",
+    )
     f.add_argument("--ft-data", default=None, help="finetune corpus (default: --data)")
-    f.add_argument("--ft-skip-docs", type=int, default=20,
-                   help="skip the first documents of the corpus (the crammed texts come from there)")
+    f.add_argument(
+        "--ft-skip-docs",
+        type=int,
+        default=20,
+        help="skip the first documents of the corpus (the crammed texts come from there)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
     cli.add_data_args(p, samples=5, seq_len=48)
     cli.add_recipe_args(p)
     p.add_argument("--batch-size", type=int, default=None, help="samples crammed together (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/capacity", help="root of the sweep (shared with scripts/capacity.py)")
-    p.add_argument("--no-fast", action="store_true", help="keep TransformerLens's own forwards (no cramlens.fast)")
-    p.add_argument("--table-only", action="store_true", help="only print the table / figures of finished variants")
+    p.add_argument(
+        "--out", default="runs/capacity", help="root of the sweep (shared with scripts/capacity.py)"
+    )
+    p.add_argument(
+        "--no-fast", action="store_true", help="keep TransformerLens's own forwards (no cramlens.fast)"
+    )
+    p.add_argument(
+        "--table-only", action="store_true", help="only print the table / figures of finished variants"
+    )
     p.add_argument("--figures", default="figures/depth", help="where the heatmap goes ('' to skip)")
     return p.parse_args(argv)
 
 
 def parse_grid(entries: list[str], scheme: str, finetune: bool):
-    from cramlens.errors import check
-
     from analyses.capacity import Variant
+    from cramlens.errors import check
 
     out = []
     for e in entries:
@@ -75,8 +96,8 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = Console()
     from analyses import capacity as cap
-    from analyses.depth import CPU_FINETUNE
     from analyses.capacity_report import depth_markdown, depth_table
+    from analyses.depth import CPU_FINETUNE
 
     if not a.table_only:
         import time

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Solution diversity across learning rates (REFERENCE C.3): run the LR sweep, then analyse it.
 
-    # one progressive run per learning rate, same seed (so every sample starts from the same e_0), resumable
-    python scripts/diversity.py run --lrs 0.01 0.1 0.5 --samples 3 --seq-len 32 --batch-size 3 --root runs
-    # Sol. dist., Dir. cos. (vs 1/sqrt(d)), IG CV, Disp. ratio over runs/lrsweep_*/ (partial runs are fine)
-    python scripts/diversity.py analyze --root runs --figures figures/diversity
+# one progressive run per learning rate, same seed (so every sample starts from the same e_0), resumable
+python scripts/diversity.py run --lrs 0.01 0.1 0.5 --samples 3 --seq-len 32 --batch-size 3 --root runs
+# Sol. dist., Dir. cos. (vs 1/sqrt(d)), IG CV, Disp. ratio over runs/lrsweep_*/ (partial runs are fine)
+python scripts/diversity.py analyze --root runs --figures figures/diversity
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def parse(argv=None) -> argparse.Namespace:
     a.add_argument("--lengths", type=int, default=24, help="geometric grid size per sample (paper: 24)")
     a.add_argument("--min-length", type=int, default=4)
     a.add_argument("--figures", default="figures/diversity")
-    a.add_argument("--json", default=None, help="write the summary and groups here (default <figures>/diversity.json)")
+    a.add_argument(
+        "--json", default=None, help="write the summary and groups here (default <figures>/diversity.json)"
+    )
     return p.parse_args(argv if argv is not None else sys.argv[1:])
 
 
@@ -59,8 +61,14 @@ def cmd_run(a: argparse.Namespace, console: Console) -> None:
     a.recipe = a.recipe if a.recipe != cli.DEFAULT_PRESET else "paper"
     rc = cli.recipe_from_args(a)
     model, texts = cli.load_model_and_texts(a)
-    factory = None if a.no_progress else (lambda lr: LiveProgress(console, title=f"progressive cramming, lr {lr:g}"))
-    runs = run_lr_sweep(model, texts, a.lrs, a.root, a.seq_len, rc, a.batch_size, a.seed, progress_factory=factory)
+    factory = (
+        None
+        if a.no_progress
+        else (lambda lr: LiveProgress(console, title=f"progressive cramming, lr {lr:g}"))
+    )
+    runs = run_lr_sweep(
+        model, texts, a.lrs, a.root, a.seq_len, rc, a.batch_size, a.seed, progress_factory=factory
+    )
     for lr, run in runs.items():
         console.print(samples_table(run, f"lr {lr:g}: compression horizons"))
 
@@ -70,7 +78,9 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
 
     runs = load_sweep(a.root)
     if len(runs) < 2:
-        raise cli.CramlensError(f"found {len(runs)} lrsweep_* runs under {a.root}; run `diversity.py run` first")
+        raise cli.CramlensError(
+            f"found {len(runs)} lrsweep_* runs under {a.root}; run `diversity.py run` first"
+        )
     d = int(next(iter(runs.values())).rows[0]["embedding"].numel())
     groups = solution_groups(runs, a.lengths, a.min_length)
     s = summarize(groups, d)
@@ -89,17 +99,28 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
         )
     for row in PAPER:
         t.add_row(row[0], str(row[1]), f"{row[2]}%", row[3], f"{row[4]:+.2f}", row[5])
-    t.caption = f"random-direction cosine baseline 1/sqrt(d) = {s.get('random_cos', float('nan')):.3f} (d = {d})"
+    t.caption = (
+        f"random-direction cosine baseline 1/sqrt(d) = {s.get('random_cos', float('nan')):.3f} (d = {d})"
+    )
     console.print(t)
     ht = Table(title="Per learning rate", title_justify="left")
     for c in ("lr", "samples", "horizons", "mean |e*-e0| over groups"):
         ht.add_column(c, justify="right")
     for lr, run in sorted(runs.items()):
-        ht.add_row(f"{lr:g}", str(len(run.samples)), str(run.horizons()), f"{s.get('disp_by_lr', {}).get(lr, math.nan):.2f}")
+        ht.add_row(
+            f"{lr:g}",
+            str(len(run.samples)),
+            str(run.horizons()),
+            f"{s.get('disp_by_lr', {}).get(lr, math.nan):.2f}",
+        )
     console.print(ht)
     out = Path(a.figures)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"summary": s, "groups": [vars(g) for g in groups], "horizons": {lr: r.horizons() for lr, r in runs.items()}}
+    payload = {
+        "summary": s,
+        "groups": [vars(g) for g in groups],
+        "horizons": {lr: r.horizons() for lr, r in runs.items()},
+    }
     Path(a.json or out / "diversity.json").write_text(json.dumps(payload, indent=1, default=str))
     if groups:
         figures(groups, s, out)
@@ -118,7 +139,9 @@ def figures(groups, s: dict, out: Path) -> None:
                                  name=f"sample {sid}", legendgroup=str(sid)), 1, 1)  # fmt: skip
         fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.dir_cos for g in gs], mode="lines+markers",
                                  name=f"sample {sid}", legendgroup=str(sid), showlegend=False), 1, 2)  # fmt: skip
-    fig.add_hline(y=math.sqrt(2), line_dash="dot", annotation_text="sqrt(2): orthogonal, equal length", row=1, col=1)
+    fig.add_hline(
+        y=math.sqrt(2), line_dash="dot", annotation_text="sqrt(2): orthogonal, equal length", row=1, col=1
+    )
     rc = s["random_cos"]
     fig.add_hrect(y0=-rc, y1=rc, fillcolor="grey", opacity=0.2, line_width=0, row=1, col=2)
     for lr in s["lrs"]:
@@ -127,13 +150,15 @@ def figures(groups, s: dict, out: Path) -> None:
                                  name=f"lr {lr:g}"), 1, 3)  # fmt: skip
     fig.update_xaxes(title_text="prefix length L (tokens)")
     fig.update_yaxes(type="log", row=1, col=3)
-    fig.update_layout(title="Solution diversity across learning rates (shaded: ±1/sqrt(d))", width=1400, height=450)
+    fig.update_layout(
+        title="Solution diversity across learning rates (shaded: ±1/sqrt(d))", width=1400, height=450
+    )
     save(fig, out / "diversity")
 
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = Console(width=150)
     (cmd_run if a.cmd == "run" else cmd_analyze)(a, console)
 
 

@@ -30,10 +30,16 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="figures", help="where the HTML, PNG and README.md go")
     p.add_argument("--runs", default="runs", help="root of the run directories")
-    p.add_argument("--results", default="figures",
-                   help="root of the analysis scripts' result files (their default: figures/<analysis>/)")
-    p.add_argument("--progressive", default=None,
-                   help="progressive run directory to draw (default: <runs>/prog6, else <runs>/demo)")
+    p.add_argument(
+        "--results",
+        default="figures",
+        help="root of the analysis scripts' result files (their default: figures/<analysis>/)",
+    )
+    p.add_argument(
+        "--progressive",
+        default=None,
+        help="progressive run directory to draw (default: <runs>/prog6, else <runs>/demo)",
+    )
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these figures (see --list)")
     p.add_argument("--no-png", action="store_true", help="HTML only (no browser needed)")
     p.add_argument("--png-scale", type=float, default=1.5, help="PNG pixel scale")

@@ -34,18 +34,24 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cram-only", action="store_true", help="cram (or resume) and stop")
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 12], help="token positions to decode (1-based)")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="layers (0 = injected vector; default all)")
+    p.add_argument(
+        "--ks", type=int, nargs="+", default=[1, 2, 4, 8, 12], help="token positions to decode (1-based)"
+    )
+    p.add_argument(
+        "--layers", type=int, nargs="+", default=None, help="layers (0 = injected vector; default all)"
+    )
     p.add_argument("--words", type=int, default=5, help="number of word-presence tasks (auto-chosen)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--shuffles", type=int, default=3, help="label permutations for the empirical chance level")
+    p.add_argument(
+        "--shuffles", type=int, default=3, help="label permutations for the empirical chance level"
+    )
     p.add_argument("--figures", default="figures/probes")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = Console(width=150)
     from analyses import probes as pr
     from cramlens import cram
     from cramlens.layout import Layout
@@ -64,7 +70,9 @@ def main(argv=None) -> None:
     if a.cram_only:
         return
     if len(ok) < 2 * a.folds:
-        raise cli.CramlensError(f"only {len(ok)} texts were reconstructed exactly; cram more or shorter texts")
+        raise cli.CramlensError(
+            f"only {len(ok)} texts were reconstructed exactly; cram more or shorter texts"
+        )
     from cramlens.fast import restore
 
     restore(model)  # run_with_cache on TransformerLens's own forward
@@ -81,7 +89,9 @@ def main(argv=None) -> None:
     words = pr.choose_words(texts_x, max_words=a.words)
     tasks = pr.make_tasks(texts_x, a.ks, words)
     rows = pr.run_probes(acts, tasks, model.W_E, layers, None, a.folds, a.shuffles, a.seed)
-    names = {t: (t if not t.startswith("has:") else f"has {model.tokenizer.decode([int(t[4:])])!r}") for t in tasks}
+    names = {
+        t: (t if not t.startswith("has:") else f"has {model.tokenizer.decode([int(t[4:])])!r}") for t in tasks
+    }
     prev = {w: sum(w in set(t) for t in texts_x) / len(texts_x) for w in words}
     report(console, rows, names, layers)
     fig_dir = Path(a.figures)
@@ -91,7 +101,9 @@ def main(argv=None) -> None:
             "word_prevalence": {names[f"has:{w}"]: p for w, p in prev.items()}, "layer0_norm": norms,
             "model": a.model, "data": a.data, "recipe": rc.to_dict()}  # fmt: skip
     (fig_dir / "probes.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    figure(rows, names, fig_dir / "probes", f"{a.model}: linear probes at the memory position ({len(ok)} texts)")
+    figure(
+        rows, names, fig_dir / "probes", f"{a.model}: linear probes at the memory position ({len(ok)} texts)"
+    )
     console.print(f"results: {fig_dir}/probes.json, figures {fig_dir}/probes.html/.png")
 
 
@@ -120,9 +132,11 @@ def figure(rows: list[dict], names: dict, stem: Path, title: str) -> None:
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     conds = list(dict.fromkeys(r["condition"] for r in rows))
-    colors = dict(zip(conds, ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd"]))
+    colors = dict(zip(conds, ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd"], strict=False))
     cols = 3
-    fig = make_subplots(rows=(len(tasks) + cols - 1) // cols, cols=cols, subplot_titles=[names[t] for t in tasks])
+    fig = make_subplots(
+        rows=(len(tasks) + cols - 1) // cols, cols=cols, subplot_titles=[names[t] for t in tasks]
+    )
     for i, task in enumerate(tasks):
         r, c = i // cols + 1, i % cols + 1
         for cond in conds:

@@ -39,13 +39,21 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", default="runs/prog6", help="cramlens run directory (partial runs are fine)")
-    src.add_argument("--trajectories", default=None, help="the paper's released trajectories (hub id or local path)")
+    src.add_argument(
+        "--trajectories", default=None, help="the paper's released trajectories (hub id or local path)"
+    )
     cli.add_model_args(p)
     p.add_argument("--no-eval", action="store_true", help="skip everything that needs forwards of the model")
-    p.add_argument("--converged-only", action="store_true", help="PCA over converged stages only (default: all)")
+    p.add_argument(
+        "--converged-only", action="store_true", help="PCA over converged stages only (default: all)"
+    )
     p.add_argument("--ks", type=int, nargs="+", default=None, help="k grid of the PCA reconstruction")
-    p.add_argument("--landscape-samples", type=int, nargs="+", default=None, help="sample ids (default: first one)")
-    p.add_argument("--landscape-lengths", type=int, nargs="+", default=None, help="default: quartiles of the horizon")
+    p.add_argument(
+        "--landscape-samples", type=int, nargs="+", default=None, help="sample ids (default: first one)"
+    )
+    p.add_argument(
+        "--landscape-lengths", type=int, nargs="+", default=None, help="default: quartiles of the horizon"
+    )
     p.add_argument("--grid", type=int, default=15, help="landscape mesh size per axis")
     p.add_argument("--batch", type=int, default=32, help="embeddings per forward in batched evaluations")
     p.add_argument("--figures", default="figures/trajectory")
@@ -73,7 +81,7 @@ def load(a):
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = Console(width=150)
     from analyses import surprisal as su
     from analyses import trajectory as tj
 
@@ -129,7 +137,10 @@ def _ms(x: tuple[float, float], fmt: str = "{:.1f}") -> str:
 
 
 def geometry_table(table: list[dict], s: dict, run) -> Table:
-    t = Table(title=f"Trajectory geometry per sample ({run.config['settings'].get('model', '?')})", title_justify="left")
+    t = Table(
+        title=f"Trajectory geometry per sample ({run.config['settings'].get('model', '?')})",
+        title_justify="left",
+    )
     for c in ("sample", "stages", "horizon", "PC1", "PC2", "PC1+PC2", "PCA99", "traj. length"):
         t.add_column(c, justify="right")
     for r in table:
@@ -144,7 +155,9 @@ def geometry_table(table: list[dict], s: dict, run) -> Table:
 
 
 def surprisal_table(c: dict) -> Table:
-    t = Table(title="Surprisal of the new token vs marginal steps to absorb it (Spearman)", title_justify="left")
+    t = Table(
+        title="Surprisal of the new token vs marginal steps to absorb it (Spearman)", title_justify="left"
+    )
     for col in ("model", "N pairs", "pooled ρ [95% cluster CI]", "partial ρ | position", "% samples ρ>0",
                 "per-sample ρ"):  # fmt: skip
         t.add_column(col, justify="right")
@@ -158,7 +171,9 @@ def surprisal_table(c: dict) -> Table:
 
 
 def recon_table(recon: list[dict]) -> Table:
-    t = Table(title="PCA reconstruction of the final converged embedding: TF accuracy by k", title_justify="left")
+    t = Table(
+        title="PCA reconstruction of the final converged embedding: TF accuracy by k", title_justify="left"
+    )
     for c in ("k", "samples", "mean acc", "min acc", "mean explained var.", "first error at index 0"):
         t.add_column(c, justify="right")
     for k in sorted({r["k"] for r in recon}):

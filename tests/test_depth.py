@@ -142,12 +142,16 @@ def test_finetune_lowers_validation_loss_and_resumes(tiny_llama, tmp_path):
     w_src = tiny_llama.blocks[0].attn.W_Q.clone()
     model = truncate(tiny_llama, 1)
     corpus = lm_corpus(model, "builtin", seq_len=16, val_docs=2, max_docs=12)
-    cfg = FinetuneConfig(steps=40, seq_len=16, batch_size=8, lr=3e-3, warmup=4, checkpoint_every=20, max_val_windows=16)
+    cfg = FinetuneConfig(
+        steps=40, seq_len=16, batch_size=8, lr=3e-3, warmup=4, checkpoint_every=20, max_val_windows=16
+    )
     res = finetune(model, cfg, out=tmp_path / "ft", corpus=corpus)
     assert res.val_loss_after < res.val_loss_before - 0.3
     assert abs(evaluate(model, corpus[1][:16]) - res.val_loss_after) < 1e-5
     assert not any(p.requires_grad for p in model.parameters())
-    assert (tmp_path / "ft" / "model.safetensors").exists() and not (tmp_path / "ft" / "checkpoint.pt").exists()
+    assert (tmp_path / "ft" / "model.safetensors").exists() and not (
+        tmp_path / "ft" / "checkpoint.pt"
+    ).exists()
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["steps"] == 40
     # a finished run is loaded, not retrained; the weights come back on a fresh truncation
     again = truncate(tiny_llama, 1)
@@ -163,7 +167,9 @@ def test_finetune_lowers_validation_loss_and_resumes(tiny_llama, tmp_path):
 def test_finetune_resume_from_checkpoint_matches(tiny_llama, tmp_path):
     """Interrupt after the first checkpoint, resume: same weights as an uninterrupted run."""
     corpus = lm_corpus(tiny_llama, "builtin", seq_len=16, val_docs=2, max_docs=8)
-    cfg = FinetuneConfig(steps=6, seq_len=16, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3, trainable="blocks")
+    cfg = FinetuneConfig(
+        steps=6, seq_len=16, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3, trainable="blocks"
+    )
     whole = truncate(tiny_llama, 1)
     finetune(whole, cfg, corpus=corpus)
 

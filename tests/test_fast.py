@@ -73,9 +73,14 @@ def gpt2_cfg(**kw) -> HookedTransformerConfig:
 
 CONFIGS = {
     "llama_gqa": llama_cfg,
-    "llama_mha_adjacent_rope": lambda: llama_cfg(n_key_value_heads=None, n_heads=4, rotary_adjacent_pairs=True),
+    "llama_mha_adjacent_rope": lambda: llama_cfg(
+        n_key_value_heads=None, n_heads=4, rotary_adjacent_pairs=True
+    ),
     "llama_partial_rope": lambda: llama_cfg(rotary_dim=8),
     "gpt2": gpt2_cfg,
+    # the processed forms cramlens.models.load_model produces (fold_ln=True): gain-free norms
+    "llama_rmspre": lambda: llama_cfg(normalization_type="RMSPre"),
+    "gpt2_lnpre": lambda: gpt2_cfg(normalization_type="LNPre"),
 }
 
 
@@ -142,8 +147,8 @@ def test_forward_knockout_and_attention_capture_through_cramlens_hooksets():
     for model in (ref, opt):
         store: dict[int, torch.Tensor] = {}
         hs = forward_knockout(model, 2) + capture_attention_to(model, store)
-        l, g = logits_and_grad(model, toks, mem, list(hs))
-        stores.append((l, g, store))
+        lg, g = logits_and_grad(model, toks, mem, list(hs))
+        stores.append((lg, g, store))
     (l0, g0, s0), (l1, g1, s1) = stores
     torch.testing.assert_close(l1, l0, atol=ATOL, rtol=1e-5)
     torch.testing.assert_close(g1, g0, atol=ATOL, rtol=1e-4)
@@ -164,7 +169,15 @@ def test_run_with_cache_has_every_key(kind):
         torch.testing.assert_close(c1[k], c0[k], atol=ATOL, rtol=1e-5, msg=k)
     # with a filter that leaves the attention internals alone the fast path runs and the hooks still fire
     before = fast.stats(opt)["fast_attn"]
-    want = ("hook_resid_post", "hook_rot_q", "hook_q", "hook_k", "hook_v", "hook_mlp_out", "ln_final.hook_normalized")
+    want = (
+        "hook_resid_post",
+        "hook_rot_q",
+        "hook_q",
+        "hook_k",
+        "hook_v",
+        "hook_mlp_out",
+        "ln_final.hook_normalized",
+    )
     _, c2 = opt.run_with_cache(toks, names_filter=lambda n: n.endswith(want))
     _, c3 = ref.run_with_cache(toks, names_filter=lambda n: n.endswith(want))
     assert fast.stats(opt)["fast_attn"] == before + ref.cfg.n_layers
@@ -272,7 +285,9 @@ def test_capture_resid_post_fires_on_fast_path():
     for m in (ref, opt):
         store: dict[str, torch.Tensor] = {}
         mem = memory(2, ref.cfg.d_model, seed=7)
-        with m.hooks(fwd_hooks=list(inject(mem) + capture(["blocks.0.hook_resid_post"], store, detach=False))):
+        with m.hooks(
+            fwd_hooks=list(inject(mem) + capture(["blocks.0.hook_resid_post"], store, detach=False))
+        ):
             m(toks, stop_at_layer=1)
         store["blocks.0.hook_resid_post"].pow(2).sum().backward()
         grads.append(mem.grad)

@@ -16,9 +16,9 @@ def _folds(n, k=5):
 
 def test_binary_probe_planted_signal_and_shuffled_chance():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 30))
-    y = (X @ rng.normal(size=30) > 0).astype(int)
-    folds = _folds(200)
+    X = rng.normal(size=(400, 20))
+    y = (X @ rng.normal(size=20) > 0).astype(int)
+    folds = _folds(400)
     score, shuffled = pr.with_chance(lambda lab: pr.binary_probe(X, lab, folds), y, n_shuffles=5)
     assert score > 0.9
     assert abs(shuffled - 0.5) < 0.08
@@ -37,7 +37,9 @@ def test_identity_2v2_planted_linear_map_and_shuffle():
     W_E = rng.normal(size=(V, d))
     tokens = rng.integers(0, V, N)
     A = rng.normal(size=(d, 40))
-    X = W_E[tokens] @ A + 0.05 * rng.normal(size=(N, 40))  # activations = a linear image of the token's embedding
+    X = W_E[tokens] @ A + 0.05 * rng.normal(
+        size=(N, 40)
+    )  # activations = a linear image of the token's embedding
     folds = _folds(N)
     score, shuffled = pr.with_chance(lambda t: pr.identity_2v2(X, t, W_E, folds), tokens, n_shuffles=5)
     assert score > 0.95
@@ -67,7 +69,9 @@ def test_memory_activations_ignore_what_follows(tiny_llama):
     layers = [0, 1, model.cfg.n_layers]
     A = pr.memory_activations(model, emb, Layout(), layers)
     assert A.shape == (3, len(layers), model.cfg.d_model)
-    assert torch.allclose(A[:, 0], emb[:, 0], atol=1e-6)  # layer 0 is the injected vector (no positional embedding)
+    assert torch.allclose(
+        A[:, 0], emb[:, 0], atol=1e-6
+    )  # layer 0 is the injected vector (no positional embedding)
     from cramlens.hooks import inject
 
     _, names = pr.layer_hooks(model, layers)
@@ -93,7 +97,9 @@ def test_run_probes_end_to_end_on_synthetic_activations():
     W_E = rng.normal(size=(V, d))
     toks = [list(rng.integers(0, V, 4)) for _ in range(N)]
     t1 = np.array([t[0] for t in toks])
-    signal = torch.tensor(np.stack([W_E[t1], rng.normal(size=(N, d))], 1))  # layer 0 holds token 1, layer 1 noise
+    signal = torch.tensor(
+        np.stack([W_E[t1], rng.normal(size=(N, d))], 1)
+    )  # layer 0 holds token 1, layer 1 noise
     tasks = pr.make_tasks(toks, [1, 4], [])
     rows = pr.run_probes({"planted": signal}, tasks, W_E, [0, 1], n_shuffles=2)
     get = {(r["task"], r["layer"]): r for r in rows}
@@ -111,5 +117,7 @@ def test_smollm2_memory_position_is_causal(smollm2):
 
     _, names = pr.layer_hooks(smollm2, [0, 15, 30])
     with smollm2.hooks(fwd_hooks=list(inject(emb, [0]))):
-        _, cache = smollm2.run_with_cache(torch.tensor([[0, 504, 2328, 30]] * 2), names_filter=lambda n: n in names)
+        _, cache = smollm2.run_with_cache(
+            torch.tensor([[0, 504, 2328, 30]] * 2), names_filter=lambda n: n in names
+        )
     assert torch.allclose(A, torch.stack([cache[n][:, 0] for n in names], 1), atol=1e-4, rtol=1e-4)

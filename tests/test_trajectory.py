@@ -12,7 +12,9 @@ from analyses import trajectory as tj
 from cramlens import CramRun, progressive_cram
 
 
-def fake_run(trajs: dict[int, torch.Tensor], converged_until: dict[int, int] | None = None, **extra) -> CramRun:
+def fake_run(
+    trajs: dict[int, torch.Tensor], converged_until: dict[int, int] | None = None, **extra
+) -> CramRun:
     """A CramRun whose sample ``s`` has stage embeddings ``trajs[s]`` ([n, d]); stages > converged_until fail."""
     rows = []
     for sid, X in trajs.items():
@@ -96,7 +98,9 @@ def test_spearman_planted_monotone_and_partial():
     assert su.spearman(s, [-x for x in steps]) == pytest.approx(-1.0)
     pos = list(range(200))
     steps_pos = [p + 0.0 for p in pos]  # steps depend on position only
-    s_pos = [p + 80 * float(torch.rand(1, generator=g)) for p in pos]  # surprisal correlated with position only
+    s_pos = [
+        p + 80 * float(torch.rand(1, generator=g)) for p in pos
+    ]  # surprisal correlated with position only
     assert su.spearman(s_pos, steps_pos) > 0.5
     assert abs(su.partial_spearman(s_pos, steps_pos, pos)) < 0.1
     noise = torch.rand(200, generator=g).tolist()
@@ -134,23 +138,29 @@ def test_step_pairs_need_consecutive_converged_stages():
 # ---- model-backed --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_llama):
-    return progressive_cram(tiny_llama, [[5, 9, 13, 21, 7, 3]], recipe="fast", lr=0.3, steps_per_stage=150,
-                            steps_per_sample=1500, check_greedy=False)  # fmt: skip
+def test_reconstruction_and_landscape_evaluate_the_right_embeddings(tiny_llama):
+    """Batched evaluations agree with cramlens.teacher_forced_accuracy on the exact embeddings they claim to build."""
+    from cramlens import teacher_forced_accuracy
 
-
-def test_reconstruction_and_landscape_on_tiny_run(tiny_llama, tiny_run):
-    traj = tiny_run.trajectory(0)
-    assert len(traj) >= 3
-    rec = tj.pca_reconstruction(tiny_llama, tiny_run, 0)
+    model = tiny_llama
+    g = torch.Generator().manual_seed(6)
+    seq = [5, 9, 13, 21, 7, 3]
+    n, d = 6, model.cfg.d_model
+    X = torch.cumsum(torch.randn(n, d, generator=g), 0)
+    run = fake_run({0: X}, converged_until={0: 5}, input_ids={0: [seq] * n})
+    rec = tj.pca_reconstruction(model, run, 0)
     full = max(rec, key=lambda r: r["k"])
-    assert full["accuracy"] == 1.0 and full["rel_error"] < 1e-5  # all components: the converged embedding itself
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rec)
-    lengths = [int(r["stage_seq_len"]) for r in traj if r["converged"]]
-    land = tj.accuracy_landscape(tiny_llama, tiny_run, 0, lengths[:2], grid=4)
-    assert all(v == 1.0 for v in land["anchor_accuracy"].values())
-    assert land["maps"][lengths[0]].shape == (4, 4)
+    assert full["rel_error"] < 1e-6 and full["length"] == 5
+    want = float(teacher_forced_accuracy(model, X[4].reshape(1, 1, d), [seq], lengths=[5])[0])
+    assert full["accuracy"] == pytest.approx(want)
+    mean_acc = float(teacher_forced_accuracy(model, X.mean(0).reshape(1, 1, d), [seq], lengths=[5])[0])
+    assert next(r for r in rec if r["k"] == 0)["accuracy"] == pytest.approx(mean_acc)
+    land = tj.accuracy_landscape(model, run, 0, [2, 4], grid=4, batch_size=5)
+    for L in (2, 4):
+        tf = float(teacher_forced_accuracy(model, X[L - 1].reshape(1, 1, d), [seq], lengths=[L])[0])
+        assert land["anchor_accuracy"][L] == pytest.approx(tf)
+        assert land["maps"][L].shape == (4, 4)
+    assert land["coords"].shape == (n, 2)
 
 
 @pytest.mark.integration

@@ -1,0 +1,304 @@
+"""Causal attention knockout sweeps (REFERENCE C.6) and the attention-sink table (C.7) over crammed embeddings.
+
+Sweep: for every crammed HellaSwag context and every condition, score the item's endings with the paper's
+likelihood rule (context+ending tokens after the first, ``[mem]`` prepended, argmin of the mean NLL) and measure the
+teacher-forced reconstruction of the crammed context (argmax accuracy over its tokens, the memory's own prediction
+of the first token included). Conditions: ``base`` (no memory), ``cram`` (no knockout = k 0 in every direction),
+``forward:k`` (layers 0..k-1 masked), ``reverse:k`` (layers L-k..L-1), ``per_layer:l``, and ``control_forward:k`` /
+``control_per_layer:l``: an ordinary token in the memory's place, knocked out the same way (knocking out key 0
+moves the prediction even when it holds an ordinary token, DESIGN 5b). Knockout masks text queries only
+(``queries="after"``; the reference also masks the memory's own row, which cannot change any text position).
+
+Cost: the unmasked layers below a reverse / per-layer knockout are the cram forward's, so those conditions start
+from its cached ``resid_pre`` (``start_at_layer``) and pay only for the layers they change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformer_lens import HookedTransformer
+
+import cramlens as cl
+from cramlens.hooks import EMPTY, HookSet, capture
+
+from .benchmarks import Item
+from .scoring import Packed, choice_sequences, nll_at, pack, residual
+
+DIRECTIONS = ("forward", "reverse", "per_layer")
+
+
+def conditions(
+    n_layers: int,
+    directions: Iterable[str] = DIRECTIONS,
+    control: bool = True,
+    control_ks: Iterable[int] | None = None,
+) -> list[str]:
+    """Condition names of a sweep: base, cram, every k (or layer) of each direction, then the controls.
+
+    Controls (an ordinary token in the memory slot) run for the forward and per-layer directions, at ``control_ks``
+    (all k when ``None``).
+    """
+    out = ["base", "cram"]
+    grid = {
+        d: list(range(n_layers)) if d == "per_layer" else list(range(1, n_layers + 1)) for d in directions
+    }
+    for d, ks in grid.items():
+        out += [f"{d}:{k}" for k in ks]
+    if control:
+        out.append("control_cram")
+        for d, ks in grid.items():
+            if d != "reverse":
+                keep = ks if control_ks is None else [k for k in ks if k in set(control_ks)]
+                out += [f"control_{d}:{k}" for k in keep]
+    return out
+
+
+def knockout_hooks(model: HookedTransformer, cond: str, key: int = 0) -> tuple[HookSet, int | None]:
+    """``(hook set, start layer)`` of a condition: the layers it masks and where its forward may start."""
+    name, _, k = cond.partition(":")
+    name = name.removeprefix("control_")
+    if name in ("base", "cram"):
+        return EMPTY, None
+    k = int(k)
+    L = model.cfg.n_layers
+    if name == "forward":
+        return cl.forward_knockout(model, k, keys=[key]), None
+    if name == "reverse":
+        return cl.reverse_knockout(model, k, keys=[key]), L - k
+    if name == "per_layer":
+        return cl.per_layer_knockout(model, k, keys=[key]), k
+    raise ValueError(f"unknown condition {cond!r}")
+
+
+@dataclass
+class Chunk:
+    """A group of items packed for the sweep: 4 (or n) choice rows per item, the crammed context's location."""
+
+    items: list[Item]
+    packed: Packed  # rows with one memory slot
+    packed_base: Packed  # the same sequences without memory
+    owner: list[int]  # item index of each row
+    n_choices: list[int]
+    tf_row: list[int]  # row holding the crammed context as a prefix
+    tf_len: list[int]  # tokens of the crammed sequence (targets t < tf_len of that row)
+    tf_from: list[
+        int
+    ]  # first target its cram was trained on (0: the memory predicts t_0; 1: Kuratov's protocol)
+    memory: torch.Tensor  # [rows, 1, d]
+
+
+def make_chunk(model: HookedTransformer, items: Sequence[Item], crams: dict, joiner: str = " ") -> Chunk:
+    """Pack ``items`` with their crams; a crammed sequence that is not a prefix of choice 0 gets its own row."""
+    seqs, owner, nch, tf_row, tf_len, tf_from, mems = [], [], [], [], [], [], []
+    for i, it in enumerate(items):
+        s = crams[it.id]
+        cs, _ = choice_sequences(model, it, joiner)
+        nch.append(len(cs))
+        start = len(seqs)
+        seqs += cs
+        owner += [i] * len(cs)
+        target = list(s.sequence)
+        if cs[0][: len(target)] == target and len(cs[0]) > len(target) - 1:
+            tf_row.append(start)
+        else:
+            tf_row.append(len(seqs))
+            seqs.append(target)
+            owner.append(-1 - i)  # not a choice row
+        tf_len.append(len(target))
+        tf_from.append(s.layout.first_scored())
+        mems += [s.embedding] * (len(seqs) - start)
+    dev = model.cfg.device
+    return Chunk(list(items), pack(seqs, 1, dev), pack(seqs, 0, dev), owner, nch, tf_row, tf_len, tf_from,
+                 torch.stack(mems).to(dev))  # fmt: skip
+
+
+def _item_scores(chunk: Chunk, packed: Packed, nll: torch.Tensor, correct: torch.Tensor) -> list[dict]:
+    """Per item: predicted choice (context+ending mean NLL, first token excluded), TF accuracy and context CE."""
+    row, idx = packed.row.cpu(), packed.index.cpu()
+    nll, correct = nll.cpu(), correct.cpu()
+    scored = idx >= 1
+    sums = torch.zeros(len(packed.lengths)).index_add(0, row[scored], nll[scored])
+    cnts = torch.zeros(len(packed.lengths)).index_add(0, row[scored], torch.ones(int(scored.sum())))
+    mean = (sums / cnts.clamp(min=1)).tolist()
+    out = []
+    for i, it in enumerate(chunk.items):
+        rows = [r for r, o in enumerate(chunk.owner) if o == i]
+        scores = [mean[r] for r in rows]
+        pred = min(range(len(scores)), key=lambda j: scores[j])
+        r = chunk.tf_row[i]
+        m = (row == r) & (idx >= chunk.tf_from[i]) & (idx < chunk.tf_len[i])
+        tf = float(correct[m].float().mean()) if m.any() else float("nan")
+        ce = float(nll[m & (idx >= 1)].mean()) if (m & (idx >= 1)).any() else float("nan")
+        out.append({"id": it.id, "pred": pred, "correct": pred == it.label, "tf": tf, "ce_ctx": ce})
+    return out
+
+
+@torch.no_grad()
+def sweep_chunk(
+    model: HookedTransformer,
+    chunk: Chunk,
+    conds: Sequence[str],
+    control_token: int,
+    done: Callable[[str], bool] = lambda c: False,
+    emit: Callable[[str, list[dict]], None] | None = None,
+) -> dict[str, list[dict]]:
+    """Evaluate every condition of ``conds`` on one chunk (skipping ``done`` ones); ``emit(cond, rows)`` as they finish."""
+    results: dict[str, list[dict]] = {}
+    caches: dict[str, dict[str, torch.Tensor]] = {}
+
+    def base_mem(kind: str) -> torch.Tensor:
+        if kind == "control":
+            tok = model.W_E[control_token].detach()
+            return tok.expand(chunk.memory.shape[0], 1, -1).contiguous()
+        return chunk.memory
+
+    def run(cond: str) -> list[dict]:
+        if cond == "base":
+            p = chunk.packed_base
+            nll, ok = nll_at(model, residual(model, p), p)
+            return _item_scores(chunk, p, nll, ok)
+        kind = "control" if cond.startswith("control_") else "cram"
+        hooks, start = knockout_hooks(model, cond)
+        p = chunk.packed
+        if start is not None and start > 0:
+            if kind not in caches:
+                caches[kind] = _resid_cache(model, p, base_mem(kind))
+            resid = caches[kind][f"blocks.{start}.hook_resid_pre"]
+            r = residual(model, p, None, hooks, start_at_layer=start, resid=resid)
+        else:
+            r = residual(model, p, base_mem(kind), hooks)
+        nll, ok = nll_at(model, r, p)
+        return _item_scores(chunk, p, nll, ok)
+
+    for cond in conds:
+        if done(cond):
+            continue
+        results[cond] = run(cond)
+        if emit is not None:
+            emit(cond, results[cond])
+    return results
+
+
+def _resid_cache(model: HookedTransformer, p: Packed, memory: torch.Tensor) -> dict[str, torch.Tensor]:
+    store: dict[str, torch.Tensor] = {}
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    residual(model, p, memory, capture(names, store))
+    return store
+
+
+# ------------------------------------------------------------------------------------------- attention mass
+@torch.no_grad()
+def attention_mass(
+    model: HookedTransformer,
+    memory: torch.Tensor,
+    seqs: Sequence[Sequence[int]],
+    include_key_row: bool = True,
+) -> torch.Tensor:
+    """Per layer, head-averaged attention to position 0 (the memory) ``[n_layers, len(seqs)]`` on ``[mem] + seq``.
+
+    Averaged over the query rows ``0..n`` (``include_key_row``: the reference figure's rule, in which the memory's
+    own row counts with its self-attention of 1) or over the text queries ``1..n``.
+    """
+    out = torch.zeros(model.cfg.n_layers, len(seqs))
+    for i, seq in enumerate(seqs):
+        ids = torch.tensor([[0] + list(seq)], device=model.cfg.device)
+        store: dict[int, torch.Tensor] = {}
+        hs = cl.inject(memory[i : i + 1]) + cl.capture_attention_to(model, store, key=0, query_start=0)
+        with hs.applied(model):
+            model(ids, stop_at_layer=model.cfg.n_layers)
+        for layer, a in store.items():
+            a = a[0] if include_key_row else a[0, 1:]
+            out[layer, i] = a.mean()
+    return out
+
+
+# ------------------------------------------------------------------------------------------- sink table (C.7)
+@torch.no_grad()
+def sink_profile(
+    model: HookedTransformer, ids: Sequence[int], memory: torch.Tensor | None, s_max: int
+) -> torch.Tensor:
+    """``m̄_l`` per layer: mean over s = 2..s_max of ``mean_{q=1..s-1} A_l(q, 0)`` for one input (%).
+
+    The input is ``[mem] + ids`` with ``memory`` (position 0 = the memory), else ``ids`` (position 0 = BOS, or the
+    first token for models without BOS). Causality makes ``A_l(q, 0)`` independent of the truncation length, so one
+    forward over ``s_max`` positions gives every ``m_l(s)``.
+    """
+    n_mem = 0 if memory is None else memory.shape[-2]
+    toks = ([0] * n_mem + list(ids))[:s_max]
+    store: dict[int, torch.Tensor] = {}
+    hs = cl.capture_attention_to(model, store, key=0, query_start=1)
+    if memory is not None:
+        hs = cl.inject(memory.reshape(1, n_mem, -1).to(model.cfg.device)) + hs
+    with hs.applied(model):
+        model(torch.tensor([toks], device=model.cfg.device), stop_at_layer=model.cfg.n_layers)
+    prof = torch.zeros(model.cfg.n_layers)
+    for layer, a in store.items():
+        prof[layer] = running_means(a[0].float().cpu()).mean()
+    return 100.0 * prof
+
+
+def running_means(a: torch.Tensor) -> torch.Tensor:
+    """``m(s) = mean(a[:s-1])`` for s = 2..len(a)+1: cumulative means of the per-query attention to key 0."""
+    return torch.cumsum(a, 0) / torch.arange(1, len(a) + 1, dtype=a.dtype)
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation of two profiles (nan when either is constant)."""
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    xc, yc = x - x.mean(), y - y.mean()
+    den = float(xc.norm() * yc.norm())
+    return float((xc * yc).sum()) / den if den > 0 else float("nan")
+
+
+def sink_table(profiles: dict[str, torch.Tensor], reference: str = "orig") -> dict[str, dict[str, float]]:
+    """The C.7 table from per-sample layer profiles ``{condition: [samples, layers]}`` (in %).
+
+    Per condition: mean ± std over samples of the layer-mean, ``diff`` = mean over samples of (condition − reference),
+    ``corr`` = Pearson between the sample-averaged layer profiles of the condition and of the reference.
+    """
+    ref = profiles[reference]
+    out = {}
+    for name, p in profiles.items():
+        per_sample = p.mean(dim=1)
+        out[name] = {
+            "mean": float(per_sample.mean()),
+            "std": float(per_sample.std(unbiased=True)) if len(per_sample) > 1 else 0.0,
+            "diff": float((per_sample - ref.mean(dim=1)).mean()),
+            "corr": pearson(p.mean(dim=0), ref.mean(dim=0)),
+        }
+    return out
+
+
+def summarize_sweep(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Per condition over items: HellaSwag accuracy (%), mean TF reconstruction, exact-TF rate, context CE."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["cond"], []).append(r)
+    out = {}
+    for cond, rs in by.items():
+        tfs = [r["tf"] for r in rs if not math.isnan(r["tf"])]
+        ces = [r["ce_ctx"] for r in rs if not math.isnan(r["ce_ctx"])]
+        out[cond] = {
+            "n": len(rs),
+            "acc": 100.0 * sum(r["correct"] for r in rs) / len(rs),
+            "tf": sum(tfs) / len(tfs) if tfs else float("nan"),
+            "tf_exact": 100.0 * sum(t >= 1.0 for t in tfs) / len(tfs) if tfs else float("nan"),
+            "ce_ctx": sum(ces) / len(ces) if ces else float("nan"),
+        }
+    return out
+
+
+def curve(summary: dict, direction: str, n_layers: int, field: str = "acc") -> list[tuple[int, float]]:
+    """``[(k, value)]`` of one direction; k 0 is ``cram`` (``control_cram`` for controls), per-layer has no k 0."""
+    zero = "control_cram" if direction.startswith("control_") else "cram"
+    ks = range(n_layers) if direction.endswith("per_layer") else range(0, n_layers + 1)
+    pts = []
+    for k in ks:
+        cond = zero if (k == 0 and not direction.endswith("per_layer")) else f"{direction}:{k}"
+        if cond in summary:
+            pts.append((k, summary[cond][field]))
+    return pts

@@ -1,0 +1,200 @@
+"""Generative 5-shot MMLU with crammed embeddings (REFERENCE C.5): prompt, answer parser, greedy decode, modes.
+
+Modes (the paper's names; the reference code's in brackets), in all of which the full plain-text prompt follows
+the embedding: ``baseline`` (no embedding), ``few_shot`` [prefix_only] (the 5-shot block crammed once per subject),
+``full_prefix`` [full_prompt] (the whole prompt crammed per item, warm-started from the subject's few-shot
+embedding), ``random`` (a random vector whose norm is the mean token-embedding norm).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
+
+import cramlens as cl
+from cramlens.hooks import inject
+from cramlens.layout import PLACEHOLDER_ID
+from cramlens.runs import atomic_save_tensors
+from cramlens.texts import TextSample
+
+from .benchmarks import Item
+
+LETTERS = "ABCD"
+MODES = ("baseline", "few_shot", "full_prefix", "random")
+
+
+# ------------------------------------------------------------------------------------------- prompt
+def subject_title(subject: str) -> str:
+    """``high_school_us_history`` → ``High School Us History`` (the reference's ``str.title()``)."""
+    return subject.replace("_", " ").title()
+
+
+def few_shot_prefix(subject: str, shots: Sequence[Item]) -> str:
+    """The header and the 5 solved exemplars, exactly as the reference builds them (lines joined by ``\\n``)."""
+    lines = [f"The following are multiple choice questions about {subject_title(subject)}.\n"]
+    for ex in shots:
+        lines.append(f"Question: {ex.context}")
+        lines += [f"{LETTERS[i]}. {c}" for i, c in enumerate(ex.choices)]
+        lines.append(f"Answer: {LETTERS[ex.label]}\n")
+    return "\n".join(lines)
+
+
+def question_suffix(item: Item) -> str:
+    """``Question: …\\nA. …\\nB. …\\nC. …\\nD. …\\nAnswer:``."""
+    lines = [f"Question: {item.context}"] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices)]
+    return "\n".join(lines + ["Answer:"])
+
+
+def full_prompt(subject: str, item: Item, shots: Sequence[Item]) -> str:
+    """Prefix + suffix, concatenated with nothing between (the reference's ``prefix + suffix``)."""
+    return few_shot_prefix(subject, shots) + question_suffix(item)
+
+
+# ------------------------------------------------------------------------------------------- answers
+_LEAD = re.compile(
+    r"^\s*(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)?\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE
+)
+
+
+def parse_answer(text: str, rule: str = "strict") -> str | None:
+    """The answer letter in generated text, or ``None`` (not valid).
+
+    ``strict`` (ours): after an optional lead-in ("Answer:", "The answer is"), a lone letter A-D (any case) followed
+    by the end, whitespace or punctuation: ``"A"``, ``" b)"``, ``"Answer: C"``. ``reference``: the first character of
+    the stripped text that is one of a-d/A-D anywhere (the paper's rule; it reads ``"Answer: C"`` as A and most
+    English words as some letter).
+    """
+    if rule == "reference":
+        return next((ch.upper() for ch in text.strip() if ch.upper() in LETTERS), None)
+    m = re.match(r"\(?([A-Da-d])(?:$|[\s).:,;\]])", _LEAD.sub("", text, count=1))
+    return m.group(1).upper() if m else None
+
+
+# ------------------------------------------------------------------------------------------- decoding
+@torch.no_grad()
+def greedy_generate(
+    model: HookedTransformer, ids: Sequence[int], memory: torch.Tensor | None = None, n_new: int = 5
+) -> list[int]:
+    """Greedy ``n_new`` tokens after ``[mem?] + ids`` (KV cache; the memory is injected on the first pass only)."""
+    n_mem = 0 if memory is None else memory.shape[-2]
+    dev = model.cfg.device
+    toks = torch.tensor([[PLACEHOLDER_ID] * n_mem + list(ids)], device=dev)
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, dev, 1)
+    hooks = [] if memory is None else list(inject(memory.reshape(1, n_mem, -1).to(dev)))
+    out: list[int] = []
+    eos = model.tokenizer.eos_token_id if model.tokenizer is not None else None
+    for _ in range(n_new):
+        with model.hooks(fwd_hooks=hooks):
+            logits = model(toks, past_kv_cache=cache, attention_mask=torch.ones_like(toks))
+        nxt = int(logits[0, -1].argmax())
+        out.append(nxt)
+        if nxt == eos:
+            break
+        toks, hooks = torch.tensor([[nxt]], device=dev), []
+    return out
+
+
+def random_memory(model: HookedTransformer, n_mem: int = 1, seed: int = 0) -> torch.Tensor:
+    """A random direction scaled to the mean norm of the token embeddings (in ``hook_embed``'s space) ``[m, d]``."""
+    W = model.W_E.detach().float()
+    norm = W.norm(dim=-1).mean()
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(n_mem, W.shape[1], generator=g)
+    return v / v.norm(dim=-1, keepdim=True) * norm
+
+
+# ------------------------------------------------------------------------------------------- cramming
+def cram_text(
+    model: HookedTransformer,
+    text: str,
+    out: Path,
+    text_id: str,
+    steps: int,
+    init: str | None = None,
+    seed: int = 0,
+) -> cl.CrammedSample:
+    """Full-cram one prompt (``downstream`` recipe, ``steps`` budget), resumable in ``out``."""
+    ids = model.to_tokens(text, prepend_bos=False)[0].tolist()
+    run = cl.cram(model, [TextSample(text_id, text, tuple(ids), "mmlu")], recipe="downstream", max_steps=steps,
+                  init=init, seed=seed, out=out, resume=True, check_greedy=False)  # fmt: skip
+    return run.samples[0]
+
+
+def subject_memory(
+    model: HookedTransformer, subject: str, shots: Sequence[Item], root: Path, steps: int
+) -> Path:
+    """Cram the subject's 5-shot block once; its embedding is saved to ``root/<subject>/few_shot.safetensors``."""
+    path = root / subject / "few_shot.safetensors"
+    if not path.exists():
+        s = cram_text(model, few_shot_prefix(subject, shots), root / subject / "few_shot", f"mmlu:{subject}:prefix",
+                      steps)  # fmt: skip
+        atomic_save_tensors(path, {"embedding": s.embedding}, {"accuracy": str(s.accuracy_final)})
+    return path
+
+
+def tokens(model: HookedTransformer, text: str) -> list[int]:
+    """``[BOS?] + tokens(text)`` (the model's BOS rule: re-added after the memory, as in the reference)."""
+    return model.to_tokens(text)[0].tolist()
+
+
+def item_memory(
+    model: HookedTransformer, mode: str, subject: str, item: Item, shots: Sequence[Item], root: Path, steps: int,
+    seed: int = 0,
+) -> tuple[torch.Tensor | None, float]:  # fmt: skip
+    """The memory of ``item`` under ``mode`` and its teacher-forced accuracy on what it crammed (nan if none)."""
+    if mode == "baseline":
+        return None, float("nan")
+    if mode == "random":
+        return random_memory(model, seed=seed), float("nan")
+    prefix = subject_memory(model, subject, shots, root, steps)
+    if mode == "few_shot":
+        from safetensors import safe_open
+
+        with safe_open(str(prefix), "pt") as f:
+            return f.get_tensor("embedding"), float(f.metadata()["accuracy"])
+    safe_id = re.sub(r"[^\w.-]", "_", item.id)
+    s = cram_text(model, full_prompt(subject, item, shots), root / subject / f"full_{safe_id}",
+                  f"mmlu:{item.id}:full", steps, init=f"file:{prefix}")  # fmt: skip
+    return s.embedding, s.accuracy_final
+
+
+def evaluate_item(
+    model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: str | os.PathLike, steps: int,
+    n_new: int = 5, seed: int = 0,
+) -> dict:  # fmt: skip
+    """One MMLU item under one mode → a result row (generated text, parsed letters, correctness)."""
+    mem, conv = item_memory(model, mode, item.subject, item, shots, Path(root), steps, seed)
+    gen = greedy_generate(model, tokens(model, full_prompt(item.subject, item, shots)), mem, n_new)
+    text = model.tokenizer.decode(gen, skip_special_tokens=True)
+    strict, ref = parse_answer(text), parse_answer(text, "reference")
+    gold = LETTERS[item.label]
+    return {
+        "id": item.id, "mode": mode, "subject": item.subject, "generated": text, "answer": gold,
+        "pred": strict, "valid": strict is not None, "correct": strict == gold,
+        "pred_ref": ref, "valid_ref": ref is not None, "correct_ref": ref == gold, "cram_accuracy": conv,
+    }  # fmt: skip
+
+
+def summarize(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Per mode: Acc and Valid (%) under our strict parser and the reference's first-letter rule."""
+    out = {}
+    for mode in MODES:
+        rs = [r for r in rows if r["mode"] == mode]
+        if not rs:
+            continue
+        n = len(rs)
+        conv = [r["cram_accuracy"] for r in rs if r["cram_accuracy"] == r["cram_accuracy"]]
+        out[mode] = {
+            "n": n,
+            "acc": 100.0 * sum(r["correct"] for r in rs) / n,
+            "valid": 100.0 * sum(r["valid"] for r in rs) / n,
+            "acc_ref": 100.0 * sum(r["correct_ref"] for r in rs) / n,
+            "valid_ref": 100.0 * sum(r["valid_ref"] for r in rs) / n,
+            "cram_tf": sum(conv) / len(conv) if conv else float("nan"),
+        }
+    return out

@@ -1,0 +1,210 @@
+"""The paper's tables as plotly tables: ours first, the paper's rows below in grey (REFERENCE section in each title).
+
+Each builder takes the result dicts an analysis saved and returns ``(figure, the rows it shows)``:
+:func:`brittleness_table` (``brittleness.json`` of ``scripts/progressive.py --compare-full``),
+:func:`diversity_table` (``analyses.diversity.summarize``), :func:`downstream_table` (``summary.json`` of
+``scripts/downstream.py --task hellaswag|arc_easy``), :func:`mmlu_table` (its ``--task mmlu``), :func:`sink_table`
+(``sink_<model>.json`` of ``scripts/knockout.py --sink``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+GREY = "#f0f0f0"
+
+#: REFERENCE D.3 ("common" setup; greedy mismatch @0/@1/@2) and D.2 (progressive 100/100); 50 samples.
+PAPER_BRITTLENESS = [
+    ("paper: Llama-3.2-1B", "full @0.99", 50, "512", "99.04", "0.19", "–", "86/100/100"),
+    ("paper: Llama-3.2-3B", "full @0.99", 50, "1024", "99.02", "0.19", "–", "100/100/98"),
+    ("paper: Llama-3.1-8B", "full @0.99", 50, "1568", "99.07", "0.41", "–", "100/100/100"),
+    ("paper: Llama-3.1-8B", "progressive", 50, "1438 ± 380", "100", "100", "–", "–"),
+]
+TABLE_COLUMNS = (
+    "run",
+    "method",
+    "samples",
+    "tokens",
+    "TF %",
+    "greedy %",
+    "exact %",
+    "greedy miss ≤0/≤1/≤2 %",
+)
+
+
+def brittleness_rows(sources: Mapping[str, Sequence[dict]]) -> list[dict]:
+    """Summary per (source, method) of ``brittleness.json`` rows (``cramlens.brittleness.summary``)."""
+    from cramlens.brittleness import ReconstructionRow, summary
+
+    out = []
+    for label, rows in sources.items():
+        for method, s in summary([ReconstructionRow(**r) for r in rows]).items():
+            out.append({"run": label, "method": method, **s})
+    return out
+
+
+def brittleness_table(
+    sources: Mapping[str, Sequence[dict]], paper: bool = True
+) -> tuple[go.Figure, list[dict]]:
+    """Plotly table: ours (one block per run directory) then the paper's rows (grey)."""
+    rows = brittleness_rows(sources)
+    cells = [
+        [r["run"], r["method"], str(r["samples"]), f"{r['tokens']:.1f}", f"{r['tf_pct']:.2f}", f"{r['greedy_pct']:.2f}",
+         f"{r['exact_pct']:.0f}", f"{r['mismatch_by_0']:.0f}/{r['mismatch_by_1']:.0f}/{r['mismatch_by_2']:.0f}"]
+        for r in rows
+    ]  # fmt: skip
+    fill = ["white"] * len(cells)
+    if paper:
+        cells += [[str(c) for c in p] for p in PAPER_BRITTLENESS]
+        fill += ["#f0f0f0"] * len(PAPER_BRITTLENESS)
+    fig = _table(cells, TABLE_COLUMNS, fill, [1.6, 1.0, 0.6, 0.8, 0.6, 0.7, 0.6, 1.3])
+    fig.update_layout(title="Teacher forcing hides greedy failure: full cramming stopped at 99% TF vs progressive "
+                            "(scored on its horizon); grey: the paper (REFERENCE D.2, D.3)")  # fmt: skip
+    return fig, rows
+
+
+#: REFERENCE D.5.
+PAPER_DIVERSITY = [
+    ("paper: Llama-3.1-8B", "224", "0.9%", "1.49 [1.43, 1.53]", "+0.18", "15x"),
+    ("paper: Pythia-1.4B", "238", "1.8%", "1.58 [1.55, 1.62]", "+0.24", "43x"),
+    ("paper: SmolLM2-1.7B", "239", "1.6%", "1.61 [1.58, 1.64]", "+0.10", "27x"),
+    ("paper: Gemma-3-4B", "198", "1.8%", "1.63 [1.61, 1.64]", "+0.04", "19x"),
+]
+
+
+def diversity_table(summary: Mapping, label: str) -> tuple[go.Figure, dict]:
+    """The solution-diversity row (``analyses.diversity.summarize``) above the paper's rows."""
+    cells = []
+    if summary.get("N"):
+        cells.append([
+            label, str(summary["N"]), f"{summary['ig_cv']:.1f}%",
+            f"{summary['sol_dist_median']:.2f} [{summary['sol_dist_q1']:.2f}, {summary['sol_dist_q3']:.2f}]",
+            f"{summary['dir_cos']:+.2f} (1/√d = {summary['random_cos']:.3f})", f"{summary['disp_ratio']:.0f}x",
+        ])  # fmt: skip
+    fill = ["white"] * len(cells) + ["#f0f0f0"] * len(PAPER_DIVERSITY)
+    cells += [list(p) for p in PAPER_DIVERSITY]
+    cols = (
+        "model (learning rates)",
+        "N groups",
+        "IG CV",
+        "Sol. dist. median [IQR]",
+        "Dir. cos.",
+        "Disp. ratio",
+    )
+    fig = _table(cells, cols, fill, [2.0, 0.7, 0.6, 1.3, 1.3, 0.7])
+    fig.update_layout(title="Equally good solutions are far apart: same init, different learning rates "
+                            "(grey: the paper, REFERENCE D.5)")  # fmt: skip
+    return fig, dict(summary)
+
+
+def _table(
+    cells: list[list[str]], columns: Sequence[str], fill: list[str], widths: Sequence[float]
+) -> go.Figure:
+    cols = [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in columns]
+    fig = go.Figure(go.Table(
+        columnwidth=list(widths),
+        header={"values": [f"<b>{c}</b>" for c in columns], "fill_color": "#4c78a8", "font": {"color": "white",
+                "size": 13}, "align": "left", "height": 30},
+        cells={"values": cols, "fill_color": [fill] * len(columns), "align": "left", "font": {"size": 12},
+               "height": 26, "line_color": "#d0d0d0"},
+    ))  # fmt: skip
+    fig.update_layout(
+        width=1250, height=150 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
+    )
+    return fig
+
+
+#: REFERENCE D.6 (SmolLM2-1.7B, 512 items): Base, Full Acc / Conv%, Prog Acc / Conv%.
+PAPER_DOWNSTREAM = {
+    "hellaswag": ("53.56", "38.71 / 96.88", "37.01 / 95.51"),
+    "arc_easy": ("67.26", "53.29 / 97.85", "56.00 / 97.66"),
+}
+VARIANT = "context_ending"  # the paper's default scoring (PPL over context + ending)
+
+
+def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figure, list[dict]]:
+    """Per task (``summary.json`` of ``scripts/downstream.py``): Conv%, Base and Cram accuracy, paper's row below."""
+    rows, cells = [], []
+    for task, s in summaries.items():
+        b, bc = s["base"].get(VARIANT, {}), s["base_converged"].get(VARIANT, {})
+        c, cc = s["cram"].get(VARIANT, {}), s["cram_converged"].get(VARIANT, {})
+        r = {"task": task, "n": s["n_items"], "conv_pct": s["conv_pct"], "base_acc": b.get("acc"),
+             "base_acc_tok": b.get("acc_tok"), "base_conv_acc": bc.get("acc"), "cram_conv_acc": cc.get("acc"),
+             "cram_acc": c.get("acc")}  # fmt: skip
+        rows.append(r)
+        cells.append([f"{model}: {task}", str(r["n"]), _f(r["conv_pct"]), _f(r["base_acc"]), _f(r["base_acc_tok"]),
+                      _f(r["base_conv_acc"]), _f(r["cram_conv_acc"]), _f(r["cram_acc"])])  # fmt: skip
+    fill = ["white"] * len(cells)
+    for task in summaries:
+        if task in PAPER_DOWNSTREAM:
+            base, full, prog = PAPER_DOWNSTREAM[task]
+            cells.append([f"paper SmolLM2-1.7B: {task}", "512", f"full {full.split(' / ')[1]}", "–", base, "–",
+                          f"full {full.split(' / ')[0]}, prog {prog.split(' / ')[0]}", "–"])  # fmt: skip
+            fill.append(GREY)
+    cols = ("task", "items", "Conv %", "Base acc (all)", "Base tok-norm (all)", "Base acc (conv.)",
+            "Cram acc (conv.)", "Cram acc (all)")  # fmt: skip
+    fig = _table(cells, cols, fill, [2.0, 0.5, 0.8, 0.9, 1.0, 0.9, 1.3, 0.9])
+    fig.update_layout(title="Reconstruction is not understanding: likelihood multiple choice with and without the "
+                      "crammed context (context+ending PPL; chance 25%; grey: paper D.6)")  # fmt: skip
+    return fig, rows
+
+
+#: REFERENCE D.7 (SmolLM2-1.7B, 512 items): Acc (Valid).
+PAPER_MMLU = {
+    "baseline": "50.98",
+    "few_shot": "45.91 (100)",
+    "full_prefix": "0.00 (0.00)",
+    "random": "46.66 (100)",
+}
+
+
+def mmlu_table(summary: Mapping, model: str) -> tuple[go.Figure, list[dict]]:
+    """Per mode (``summary.json`` of ``scripts/downstream.py --task mmlu``): Acc, Valid, both parsers, cram TF."""
+    modes = summary["modes"]
+    rows = [{"mode": m, **v} for m, v in modes.items()]
+    cells = [[m, str(v["n"]), _f(v["acc"]), _f(v["valid"]), _f(v["acc_ref"]), _f(v["valid_ref"]),
+              _f(v.get("cram_tf"), "{:.3f}"), PAPER_MMLU.get(m, "–")] for m, v in modes.items()]  # fmt: skip
+    cols = ("mode", "items", "Acc %", "Valid %", "Acc % (ref. parser)", "Valid % (ref. parser)", "cram TF",
+            "paper SmolLM2-1.7B Acc (Valid)")  # fmt: skip
+    fig = _table(cells, cols, ["white"] * len(cells), [1.0, 0.5, 0.6, 0.6, 1.0, 1.0, 0.6, 1.4])
+    subj = ", ".join(summary.get("subjects", []))
+    fig.update_layout(title=f"{model}: generative 5-shot MMLU by mode ({subj}; {summary.get('steps', '?')} cram "
+                      "steps; chance 25%)")  # fmt: skip
+    return fig, rows
+
+
+#: REFERENCE D.9 (mean over layers, %): compression emb., BOS original, diff, corr.
+PAPER_SINK = {
+    "smollm2-135m": ("SmolLM2-135M", "60.79 ± 17.6", "74.04 ± 11.45", "−13.25", "0.8475"),
+    "gemma-3-270m": ("gemma-3-270m", "12.94 ± 3.04", "60.87 ± 1.43", "−47.93", "0.3448"),
+}
+
+
+def sink_table(results: Sequence[dict]) -> tuple[go.Figure, list[dict]]:
+    """Attention mass on position 0 (``sink_<model>.json`` of ``scripts/knockout.py --sink``), paper's row below."""
+    cells, fill, rows = [], [], []
+    for r in results:
+        t = r["table"]
+        c, o, k = t["compression"], t["orig"], t.get("control")
+        rows.append({"model": r["model"], "n": r["n"], **{f"{name}_{key}": v for name, d in t.items()
+                                                           for key, v in d.items()}})  # fmt: skip
+        cells.append([r["model"], str(r["n"]), f"{c['mean']:.2f} ± {c['std']:.2f}", f"{o['mean']:.2f} ± {o['std']:.2f}",
+                      f"{c['diff']:+.2f}", f"{c['corr']:.4f}",
+                      f"{k['mean']:.2f} ± {k['std']:.2f} (corr {k['corr']:.2f})" if k else "–"])  # fmt: skip
+        fill.append("white")
+        if r["model"] in PAPER_SINK:
+            name, pc, po, pd, pr = PAPER_SINK[r["model"]]
+            cells.append([f"paper: {name}", "–", pc, po, pd, pr, "–"])
+            fill.append(GREY)
+    cols = ("model", "texts", "memory at position 0", "position 0 of the plain text", "diff", "corr (layer profiles)",
+            "ordinary token at the memory slot")  # fmt: skip
+    fig = _table(cells, cols, fill, [1.3, 0.5, 1.2, 1.3, 0.6, 0.9, 1.6])
+    fig.update_layout(title="Attention sink: head-averaged attention mass on position 0, mean over layers (%); "
+                      "grey: paper D.9")  # fmt: skip
+    return fig, rows
+
+
+def _f(x, spec: str = "{:.1f}") -> str:
+    return "–" if x is None or x != x else spec.format(x)

@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Downstream evaluation with crammed context embeddings: HellaSwag, ARC-Easy (likelihood) and 5-shot MMLU (generative).
+
+    python scripts/downstream.py --task hellaswag --limit 64          # the CPU protocol (contexts <= 16 tokens)
+    python scripts/downstream.py --task arc_easy --limit 64
+    python scripts/downstream.py --task mmlu --mode all               # 3 short subjects x 10 items, 200 steps
+    python scripts/downstream.py --task hellaswag --paper             # paper scale: 512 items, 1000 steps, any length
+
+Results are written incrementally under ``--out/<task>/`` (crams as cramlens run directories, scored items in
+``results.jsonl``); rerunning the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cramlens import cli
+
+PAPER_SMOLLM2_17B = {  # REFERENCE D.6 / D.7 (SmolLM2-1.7B, 512 items)
+    "hellaswag": {"base": 53.56, "prog": "37.01 / 95.51", "full": "38.71 / 96.88"},
+    "arc_easy": {"base": 67.26, "prog": "56.00 / 97.66", "full": "53.29 / 97.85"},
+    "mmlu": {
+        "baseline": "50.98",
+        "few_shot": "45.91 (100)",
+        "full_prefix": "0.00 (0.00)",
+        "random": "46.66 (100)",
+    },
+}
+DEFAULT_SUBJECTS = ("world_religions", "management", "miscellaneous")  # the shortest 5-shot prompts
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_model_args(p)
+    g = p.add_argument_group("task")
+    g.add_argument("--task", default="hellaswag", choices=["hellaswag", "arc_easy", "mmlu"])
+    g.add_argument(
+        "--mode", default="all", help="mmlu: baseline, few_shot, full_prefix, random or all (comma list)"
+    )
+    g.add_argument("--data", default=None, help="local jsonl (default: ../shared/data copy) or 'hub'")
+    g.add_argument("--limit", type=int, default=64, help="items (hellaswag/arc: selected contexts to cram)")
+    g.add_argument(
+        "--max-ctx-tokens", type=int, default=16, help="selection rule: contexts of at most N tokens (0: any)"
+    )
+    g.add_argument(
+        "--joiner", default=" ", help="text between context and choice (reference compressed text: '')"
+    )
+    g = p.add_argument_group("cramming")
+    g.add_argument("--max-steps", type=int, default=None, help="budget per context (downstream recipe: 1000)")
+    g.add_argument("--batch-size", type=int, default=16, help="contexts crammed together")
+    g.add_argument(
+        "--score-from",
+        default="text",
+        choices=["text", "memory"],
+        help="text: the memory is not trained to predict the first token (Kuratov; the CPU protocol); "
+        "memory: it is (the paper's layout)",
+    )
+    g.add_argument("--subjects", nargs="+", default=list(DEFAULT_SUBJECTS), help="mmlu subjects")
+    g.add_argument("--per-subject", type=int, default=10, help="mmlu test items per subject")
+    g.add_argument("--mmlu-steps", type=int, default=200, help="mmlu cram budget per embedding")
+    g.add_argument(
+        "--paper",
+        action="store_true",
+        help="paper scale: 512 items, 1000 steps, any context length, memory predicts the first token",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="runs/downstream", help="run directory root (one subdirectory per task)")
+    g.add_argument("--figures", default="figures/downstream", help="figures and markdown tables")
+    a = p.parse_args(argv)
+    if a.paper:
+        a.limit, a.max_ctx_tokens, a.max_steps, a.score_from, a.mmlu_steps = 512, 0, 1000, "memory", 1000
+    return a
+
+
+def choice_task(model, a, console) -> dict:
+    import cramlens as cl
+    from analyses.benchmarks import load_items, select_by_length
+    from analyses.downstream import cram_contexts, evaluate_choices, token_counter
+
+    items = load_items(a.task, a.data)
+    limit = a.max_ctx_tokens if a.max_ctx_tokens > 0 else 10**9
+    items = select_by_length(items, token_counter(model), limit, a.limit)
+    console.log(f"{a.task}: {len(items)} items with contexts of at most {limit} tokens (file order)")
+    out = Path(a.out) / a.task
+    crams = cram_contexts(model, items, out / "crams", batch_size=a.batch_size, max_steps=a.max_steps,
+                          layout=cl.Layout(score_from=a.score_from), log=console.log)  # fmt: skip
+    summary = evaluate_choices(model, items, crams, out, joiner=a.joiner, log=console.log)
+    console.print(choice_table(a.task, summary))
+    return summary
+
+
+def choice_table(task: str, s: dict) -> Table:
+    paper = PAPER_SMOLLM2_17B[task]
+    t = Table(
+        title=f"{task}: likelihood scoring, {s['n_items']} items, Conv {s['conv_pct']:.1f}%",
+        title_justify="left",
+    )
+    for c in ("variant", "Base acc (all)", "Base tok-norm (all)", "Base acc (conv.)", "Cram acc (conv.)",
+              "Cram acc (all)"):  # fmt: skip
+        t.add_column(c, justify="right" if c != "variant" else "left")
+    for v in s["cram"]:
+        b = s["base"].get(v)
+        bc = s["base_converged"].get(v)
+        t.add_row(v, _p(b, "acc"), _p(b, "acc_tok"), _p(bc, "acc"), _p(s["cram_converged"][v], "acc"),
+                  _p(s["cram"][v], "acc"))  # fmt: skip
+    t.caption = (
+        f"paper SmolLM2-1.7B (512 items): Base {paper['base']}, Full Acc/Conv {paper['full']}; chance 25%"
+    )
+    return t
+
+
+def _p(d, k) -> str:
+    return "–" if not d else f"{d[k]:.1f}"
+
+
+def mmlu_task(model, a, console) -> dict:
+    import cramlens as cl
+    from analyses import mmlu
+    from analyses.benchmarks import few_shot_pool, load_items
+    from analyses.downstream import append_results, read_results, write_summary
+
+    modes = list(mmlu.MODES) if a.mode == "all" else a.mode.split(",")
+    bad = set(modes) - set(mmlu.MODES)
+    if bad:
+        raise cl.CramlensError(
+            f"unknown mmlu mode(s) {sorted(bad)}; choose from {', '.join(mmlu.MODES)} or all"
+        )
+    pool = few_shot_pool(None if a.data is None else a.data.replace("test", "dev"))
+    items = []
+    for subj in a.subjects:
+        if subj not in pool:
+            raise cl.CramlensError(f"unknown MMLU subject {subj!r}; e.g. {', '.join(sorted(pool)[:4])}")
+        items += load_items("mmlu", a.data, limit=a.per_subject, subjects=[subj])
+    out = Path(a.out) / "mmlu"
+    path = out / "results.jsonl"
+    have = {(r["mode"], r["id"]) for r in read_results(path)}
+    for mode in modes:  # cheap modes first
+        for n, it in enumerate(items):
+            if (mode, it.id) in have:
+                continue
+            row = mmlu.evaluate_item(model, mode, it, pool[it.subject][:5], out / "crams", a.mmlu_steps)
+            append_results(path, [row])
+            console.log(f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
+                        f"(gold {row['answer']})")  # fmt: skip
+    rows = [r for r in read_results(path) if r["id"] in {it.id for it in items} and r["mode"] in modes]
+    summary = {
+        "n_items": len(items),
+        "subjects": a.subjects,
+        "steps": a.mmlu_steps,
+        "modes": mmlu.summarize(rows),
+    }
+    write_summary(out / "summary.json", summary)
+    t = Table(
+        title=f"MMLU 5-shot generative, {len(items)} items ({', '.join(a.subjects)})", title_justify="left"
+    )
+    for c in (
+        "mode",
+        "Acc",
+        "Valid",
+        "Acc (ref. parser)",
+        "Valid (ref. parser)",
+        "cram TF",
+        "paper 1.7B Acc (Valid)",
+    ):
+        t.add_column(c, justify="right" if c != "mode" else "left")
+    for mode, s in summary["modes"].items():
+        t.add_row(mode, f"{s['acc']:.1f}", f"{s['valid']:.1f}", f"{s['acc_ref']:.1f}", f"{s['valid_ref']:.1f}",
+                  "–" if s["cram_tf"] != s["cram_tf"] else f"{s['cram_tf']:.3f}", PAPER_SMOLLM2_17B["mmlu"][mode])  # fmt: skip
+    console.print(t)
+    return summary
+
+
+def main(argv=None) -> None:
+    a = parse(argv)
+    console = Console()
+    from analyses import eval_figures as ef
+    from analyses.downstream import load_model
+
+    model = load_model(a.model, a.device, a.dtype, a.threads, not a.no_fast)
+    figs = Path(a.figures)
+    if a.task == "mmlu":
+        s = mmlu_task(model, a, console)
+        ef.save(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
+    else:
+        s = choice_task(model, a, console)
+        done = {}
+        for task in ("hellaswag", "arc_easy"):
+            p = Path(a.out) / task / "summary.json"
+            if p.exists():
+                done[task] = json.loads(p.read_text())
+        ef.save(ef.downstream_figure(done, a.model), figs / f"{a.model}_choices")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

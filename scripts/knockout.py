@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Causal attention knockout over crammed HellaSwag contexts, and the attention-sink table (REFERENCE C.6, C.7).
+
+    python scripts/knockout.py --direction reverse              # sweep k = 0..L, last k layers masked
+    python scripts/knockout.py --direction all --items 48       # forward, reverse, per-layer (+ controls)
+    python scripts/knockout.py --sink --no-sweep --model gemma-3-270m    # the sink table for one model
+    python scripts/knockout.py --paper                          # paper scale: 512 items, any context length
+
+The crams come from (and are shared with) scripts/downstream.py: ``--crams`` (default runs/downstream/hellaswag)
+is read when it holds them and filled otherwise (HellaSwag items in file order whose context has at most
+``--max-ctx-tokens`` tokens, full cramming with the ``downstream`` recipe; only exactly reconstructed items are
+swept). Results are appended to ``--out/sweep.jsonl`` as they are measured; rerunning continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from cramlens import cli
+
+PAPER_SINK = {  # REFERENCE D.9: (compression, BOS original, diff, corr)
+    "smollm2-135m": ("60.79 ± 17.6", "74.04 ± 11.45", "−13.25", "0.8475"),
+    "gemma-3-270m": ("12.94 ± 3.04", "60.87 ± 1.43", "−47.93", "0.3448"),
+}
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_model_args(p)
+    g = p.add_argument_group("sweep")
+    g.add_argument("--direction", default="all", choices=["forward", "reverse", "per-layer", "all"])
+    g.add_argument("--no-control", action="store_true", help="skip the ordinary-token control curves")
+    g.add_argument(
+        "--control-token", default=" the", help="text of the ordinary token put in the memory's place"
+    )
+    g.add_argument(
+        "--control-ks",
+        default="auto",
+        help="comma list of k / layers for the control curves ('auto': 0-4, 6, 8, 12, 16, 20, 24, L-1, L; 'all')",
+    )
+    g.add_argument("--items", type=int, default=48, help="converged items to sweep")
+    g.add_argument("--batch-items", type=int, default=8, help="items per forward (x4 endings)")
+    g.add_argument("--no-sweep", action="store_true", help="only the sink table")
+    g.add_argument("--unconverged", action="store_true", help="also sweep contexts that do not reconstruct exactly")
+    g = p.add_argument_group("crams (shared with scripts/downstream.py)")
+    g.add_argument(
+        "--data", default=None, help="HellaSwag jsonl (default ../shared/data copy; 'hub' = Rowan/hellaswag)"
+    )
+    g.add_argument(
+        "--crams", default="runs/downstream/hellaswag", help="downstream run directory holding the crams"
+    )
+    g.add_argument(
+        "--max-ctx-tokens", type=int, default=16, help="selection rule: contexts of at most N tokens (0: any)"
+    )
+    g.add_argument("--candidates", type=int, default=64, help="how many selected items to cram")
+    g.add_argument(
+        "--max-steps", type=int, default=None, help="cram budget per context (downstream recipe: 1000)"
+    )
+    g.add_argument("--batch-size", type=int, default=16, help="contexts crammed together")
+    g.add_argument(
+        "--score-from",
+        default="text",
+        choices=["text", "memory"],
+        help="as in scripts/downstream.py (text: the CPU protocol; memory: the paper's layout)",
+    )
+    g.add_argument(
+        "--paper", action="store_true", help="paper scale: 512 items, no length rule, 512 candidates"
+    )
+    g = p.add_argument_group("attention-sink table")
+    g.add_argument("--sink", action="store_true", help="compute the C.7 table for --model")
+    g.add_argument(
+        "--sink-data", default=str(cli.SHARED_DATA / "pg19"), help="texts to cram for the sink table"
+    )
+    g.add_argument("--sink-texts", type=int, default=4, help="number of texts")
+    g.add_argument("--sink-len", type=int, default=32, help="tokens per text")
+    g.add_argument("--sink-steps", type=int, default=1000, help="cram budget per text")
+    g.add_argument(
+        "--sink-hellaswag", type=int, default=0, help="also use this many HellaSwag crams (same model)"
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="runs/knockout", help="run directory")
+    g.add_argument("--figures", default="figures/knockout", help="where figures and the markdown summary go")
+    a = p.parse_args(argv)
+    if a.paper:
+        a.items, a.candidates, a.max_ctx_tokens, a.max_steps, a.score_from = 512, 512, 0, 1000, "memory"
+    return a
+
+
+def get_crams(model, a, console):
+    """Selected HellaSwag items and their crams (read back when finished, crammed otherwise)."""
+    import cramlens as cl
+    from analyses.benchmarks import load_items, select_by_length
+    from analyses.downstream import cram_contexts, token_counter
+
+    items = load_items("hellaswag", a.data)
+    limit = a.max_ctx_tokens if a.max_ctx_tokens > 0 else 10**9
+    items = select_by_length(items, token_counter(model), limit, a.candidates)
+    crams = cram_contexts(model, items, Path(a.crams) / "crams", batch_size=a.batch_size, max_steps=a.max_steps,
+                          layout=cl.Layout(score_from=a.score_from), log=console.log)  # fmt: skip
+    return items, crams
+
+
+def run_sweep(model, a, console) -> dict:
+    import cramlens as cl
+    from analyses import eval_figures as ef
+    from analyses import knockout as ko
+    from analyses.downstream import append_results, converged, read_results, write_summary
+
+    items, crams = get_crams(model, a, console)
+    keep = [it for it in items if a.unconverged or converged(crams[it.id])][: a.items]
+    console.log(f"{sum(converged(crams[it.id]) for it in items)} of {len(items)} crammed contexts reconstruct "
+                f"exactly; sweeping {len(keep)}")  # fmt: skip
+    if not keep:
+        raise cl.CramlensError("no crammed context reconstructs exactly; raise --max-steps or pass --unconverged")
+    L = model.cfg.n_layers
+    dirs = list(ko.DIRECTIONS) if a.direction == "all" else [a.direction.replace("-", "_")]
+    if a.control_ks == "auto":
+        cks = [0, 1, 2, 3, 4, 6, 8, 12, 16, 20, 24, L - 1, L]
+    else:
+        cks = None if a.control_ks == "all" else [int(x) for x in a.control_ks.split(",")]
+    conds = ko.conditions(L, dirs, control=not a.no_control, control_ks=cks)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({k: v for k, v in vars(a).items()}, indent=1, default=str))
+    path = out / "sweep.jsonl"
+    have = {(r["cond"], r["id"]) for r in read_results(path)}
+    tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
+    for s in range(0, len(keep), a.batch_items):
+        group = keep[s : s + a.batch_items]
+        ids = [it.id for it in group]
+        if all((c, i) in have for c in conds for i in ids):
+            continue
+        chunk = ko.make_chunk(model, group, crams)
+
+        def emit(cond, rows, span=f"{s}-{s + len(group) - 1}"):
+            append_results(path, [{"cond": cond, **r} for r in rows])
+            console.log(f"items {span} {cond}: acc {sum(r['correct'] for r in rows)}/{len(rows)}")
+
+        def done(cond, ids=ids):
+            return all((cond, i) in have for i in ids)
+
+        ko.sweep_chunk(model, chunk, conds, tok, done=done, emit=emit)
+    rows = [r for r in read_results(path) if r["id"] in {it.id for it in keep}]
+    summary = ko.summarize_sweep(rows)
+    mass_all = ko.attention_mass(model, _stack(keep, crams), [crams[it.id].sequence for it in keep])
+    mass_text = ko.attention_mass(model, _stack(keep, crams), [crams[it.id].sequence for it in keep], False)
+    result = {"summary": summary, "n_items": len(keep), "n_layers": L, "model": a.model,
+              "attention_mass_pct": (100 * mass_all.mean(1)).tolist(),
+              "attention_mass_text_queries_pct": (100 * mass_text.mean(1)).tolist()}  # fmt: skip
+    write_summary(out / "summary.json", result)
+    console.print(ef.sweep_table(summary, L, f"{a.model}: knockout sweep ({len(keep)} items)"))
+    figs = Path(a.figures)
+    name = a.model
+    ef.save(ef.knockout_figure(summary, L, name, "acc"), figs / f"{name}_knockout_accuracy")
+    ef.save(ef.knockout_figure(summary, L, name, "tf"), figs / f"{name}_knockout_reconstruction")
+    ef.save(
+        ef.per_layer_figure(summary, result["attention_mass_pct"], L, name),
+        figs / f"{name}_knockout_per_layer",
+    )
+    ks = sorted({0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, L - 1, L} & set(range(L + 1)))
+    (figs / f"{name}_knockout.md").write_text(ef.sweep_markdown(summary, L, ks) + "\n")
+    return result
+
+
+def _stack(items, crams):
+    import torch
+
+    return torch.stack([crams[it.id].embedding for it in items])
+
+
+def run_sink(model, a, console) -> dict:
+    import torch
+
+    import cramlens as cl
+    from analyses import eval_figures as ef
+    from analyses import knockout as ko
+    from analyses.downstream import converged
+
+    texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
+    run = cl.cram(model, texts, recipe="downstream", max_steps=a.sink_steps, batch_size=len(texts),
+                  out=Path(a.out) / f"sink_crams_{a.model}", resume=True, check_greedy=False)  # fmt: skip
+    ok = (lambda s: True) if a.unconverged else converged
+    samples = [s for s in run.samples if ok(s)]
+    if a.sink_hellaswag:
+        _, crams = get_crams(model, a, console)
+        samples += [s for s in crams.values() if ok(s)][: a.sink_hellaswag]
+    console.log(f"sink table on {len(samples)} exactly crammed texts ({len(run.samples)} PG-19 crammed)")
+    if not samples:
+        raise cl.CramlensError("no text crammed exactly; raise --sink-steps or lower --sink-len")
+    s_max = min(len(s.sequence) for s in samples)  # positions of the baseline input; +1 with the memory
+    tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
+    ctrl = model.W_E[tok].detach()[None]
+    prof = {"compression": [], "orig": [], "control": []}
+    for s in samples:
+        seq = list(s.sequence)
+        prof["compression"].append(ko.sink_profile(model, seq, s.embedding, s_max + 1))
+        prof["orig"].append(ko.sink_profile(model, seq, None, s_max))
+        prof["control"].append(ko.sink_profile(model, seq, ctrl, s_max + 1))
+    profiles = {k: torch.stack(v) for k, v in prof.items()}
+    table = ko.sink_table(profiles, "orig")
+    res = {"model": a.model, "n": len(samples), "s_max": s_max, "table": table,
+           "profiles": {k: v.mean(0).tolist() for k, v in profiles.items()}}  # fmt: skip
+    out = Path(a.out) / f"sink_{a.model}.json"
+    out.write_text(json.dumps(res, indent=1))
+    md = ef.sink_markdown({a.model: res}, PAPER_SINK)
+    console.print(md)
+    figs = Path(a.figures)
+    figs.mkdir(parents=True, exist_ok=True)
+    (figs / f"{a.model}_sink.md").write_text(md + "\n")
+    return res
+
+
+def main(argv=None) -> None:
+    a = parse(argv)
+    console = Console()
+    from analyses.downstream import load_model
+
+    model = load_model(a.model, a.device, a.dtype, a.threads, not a.no_fast)
+    if not a.no_sweep:
+        run_sweep(model, a, console)
+    if a.sink:
+        run_sink(model, a, console)
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

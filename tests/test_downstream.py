@@ -1,0 +1,218 @@
+"""Downstream evaluation: loaders, the likelihood scorer, the MMLU prompt / parser / decoder (tiny models, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cramlens as cl
+from analyses import benchmarks as bm
+from analyses import mmlu
+from analyses.downstream import cram_contexts, load_crams, summarize_rows
+from analyses.scoring import (
+    accuracy,
+    choice_sequences,
+    predict,
+    score_items,
+    token_normalized_accuracy,
+)
+
+ITEM = bm.Item("x", "The cat sat on the", ("mat.", "moon and sang.", "dog"), 0, "hellaswag")
+
+
+# ----------------------------------------------------------------------------- MMLU prompt and parser
+def test_mmlu_prompt_matches_the_reference_format_exactly():
+    shots = [
+        bm.Item("d0", "What is 1+1?", ("1", "2", "3", "4"), 1, "mmlu", "high_school_us_history"),
+        bm.Item("d1", "Pick C.", ("a", "b", "c", "d"), 2, "mmlu", "high_school_us_history"),
+    ]
+    q = bm.Item("t0", "Which?", ("w", "x", "y", "z"), 3, "mmlu", "high_school_us_history")
+    golden = (
+        "The following are multiple choice questions about High School Us History.\n\n"
+        "Question: What is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
+        "Question: Pick C.\nA. a\nB. b\nC. c\nD. d\nAnswer: C\n"
+        "Question: Which?\nA. w\nB. x\nC. y\nD. z\nAnswer:"
+    )
+    assert mmlu.full_prompt("high_school_us_history", q, shots) == golden
+
+
+@pytest.mark.parametrize(
+    "text, strict, reference",
+    [
+        ("A", "A", "A"),
+        (" b)", "B", "B"),
+        ("Answer: C", "C", "A"),  # the reference's first-letter rule reads the "A" of "Answer"
+        (" The answer is (d).", "D", "A"),
+        ("garbage", None, "A"),  # ... and most English words as some letter
+        ("\n\n123", None, None),
+        ("", None, None),
+        (" Because", None, "B"),
+    ],
+)
+def test_answer_parser(text, strict, reference):
+    assert mmlu.parse_answer(text) == strict
+    assert mmlu.parse_answer(text, "reference") == reference
+
+
+def test_greedy_generate_with_cache_matches_full_forward_decoding(tiny_llama):
+    ids = tiny_llama.to_tokens("Question: what is it?\nAnswer:")[0].tolist()
+    mem = torch.randn(1, tiny_llama.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    got = mmlu.greedy_generate(tiny_llama, ids, mem, n_new=4)
+    toks = [0] + ids
+    want = []
+    for _ in range(4):
+        logits = tiny_llama.run_with_hooks(torch.tensor([toks]), fwd_hooks=list(cl.inject(mem[None])))
+        want.append(int(logits[0, -1].argmax()))
+        toks.append(want[-1])
+    assert got == want
+    plain = mmlu.greedy_generate(tiny_llama, ids, None, 1)
+    assert plain == [int(tiny_llama(torch.tensor([ids]))[0, -1].argmax())]
+
+
+def test_random_memory_has_the_mean_token_norm(tiny_llama):
+    v = mmlu.random_memory(tiny_llama, seed=3)
+    assert v.shape == (1, tiny_llama.cfg.d_model)
+    torch.testing.assert_close(v.norm(), tiny_llama.W_E.norm(dim=-1).mean(), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- loaders
+def test_arc_mixed_labels():
+    assert bm.arc_answer_index(["A", "B", "C"], "C") == 2
+    assert bm.arc_answer_index(["1", "2", "3", "4"], "3") == 2
+    assert bm.arc_answer_index(["A", "B", "C", "D", "E"], "E") == 4
+    assert bm.arc_answer_index(["1", "2", "3", "4"], "B") == 1  # mixed key style
+    with pytest.raises(cl.CramlensError):
+        bm.arc_answer_index(["A", "B"], "D")
+
+
+def test_local_jsonl_layouts(tmp_path):
+    p = tmp_path / "arc.jsonl"
+    rows = [
+        {"id": "q1", "question": "Q?", "choices": [{"label": "1", "text": "x"}, {"label": "2", "text": "y"},
+                                                  {"label": "3", "text": "z"}], "answerKey": "2"},
+        {"id": "q2", "question": {"stem": "S?", "choices": [{"label": "A", "text": "u"}, {"label": "B", "text": "v"}]},
+         "answerKey": "B"},
+        {"id": "q3", "question": "H?", "choices": {"label": ["A", "B"], "text": ["m", "n"]}, "answerKey": "A"},
+    ]  # fmt: skip
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    items = bm.load_items("arc_easy", p)
+    assert [(it.context, it.choices, it.label) for it in items] == [
+        ("Q?", ("x", "y", "z"), 1),
+        ("S?", ("u", "v"), 1),
+        ("H?", ("m", "n"), 0),
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ctx": "a"}\n')
+    with pytest.raises(cl.CramlensError, match="unexpected layout"):
+        bm.load_items("hellaswag", bad)
+
+
+def test_hub_names_fail_offline_with_one_line(monkeypatch):
+    import datasets
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(cl.CramlensError, match="needs network"):
+        bm.load_items("hellaswag", "hub")
+
+
+def test_shared_benchmark_files(shared_data):
+    if not (shared_data / "hellaswag").exists():
+        pytest.skip("../shared/data is absent")
+    hs = bm.load_items("hellaswag")
+    arc = bm.load_items("arc_easy")
+    mm = bm.load_items("mmlu")
+    pool = bm.few_shot_pool()
+    assert len(hs) == 1000 and all(len(it.choices) == 4 and 0 <= it.label < 4 for it in hs)
+    assert len(arc) == 1000 and {len(it.choices) for it in arc} >= {3, 4, 5}
+    assert all(0 <= it.label < len(it.choices) for it in arc)
+    assert len(mm) == 1140 and len(pool) == 57 and all(len(v) == 5 for v in pool.values())
+    assert pool["abstract_algebra"][0].label == 1  # "B" in the original (SOURCES.md spot check)
+
+
+# ----------------------------------------------------------------------------- scoring
+def _hand_logprobs(model, seq, memory=None):
+    """log p(seq[t] | mem?, seq[:t]) by a plain full forward, no cramlens helpers."""
+    if memory is None:
+        logits = model(torch.tensor([seq]))[0]
+        lp = F.log_softmax(logits.float(), -1)
+        return [float("nan")] + [float(lp[t - 1, seq[t]]) for t in range(1, len(seq))]
+    logits = model.run_with_hooks(torch.tensor([[0] + seq]), fwd_hooks=list(cl.inject(memory[None])))[0]
+    lp = F.log_softmax(logits.float(), -1)
+    return [float(lp[t, seq[t]]) for t in range(len(seq))]
+
+
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_gpt2"])
+def test_scoring_equals_hand_computed_log_likelihood(name, request):
+    model = request.getfixturevalue(name)
+    mem = torch.randn(1, 1, model.cfg.d_model, generator=torch.Generator().manual_seed(1))
+    seqs, ctx_len = choice_sequences(model, ITEM)
+    assert seqs[0][:ctx_len] == model.to_tokens(ITEM.context)[0].tolist()
+    variants = ("context_ending", "ending_only", "edge", "compression_only")
+    base = score_items(model, [ITEM], None, variants, batch_size=2)
+    comp = score_items(model, [ITEM], mem, variants, batch_size=2)
+    bos = 1 if model.cfg.default_prepend_bos else 0
+    for j, seq in enumerate(seqs):
+        lp0, lp1 = _hand_logprobs(model, seq), _hand_logprobs(model, seq, mem[0])
+        n = len(seq)
+        assert base.nll["context_ending"][0][j] == pytest.approx(-sum(lp0[1:]) / (n - 1), abs=1e-4)
+        assert base.nll["ending_only"][0][j] == pytest.approx(-sum(lp0[ctx_len:]) / (n - ctx_len), abs=1e-4)
+        assert comp.nll["context_ending"][0][j] == pytest.approx(-sum(lp1[1:]) / (n - 1), abs=1e-4)
+        assert comp.nll["edge"][0][j] == pytest.approx(-sum(lp1) / n, abs=1e-4)
+        assert comp.nll["ending_only"][0][j] == pytest.approx(-sum(lp1[ctx_len:]) / (n - ctx_len), abs=1e-4)
+        end = model.to_tokens(ITEM.choices[j])[0].tolist()
+        lpe = _hand_logprobs(model, end, mem[0])
+        assert comp.nll["compression_only"][0][j] == pytest.approx(
+            -sum(lpe[bos:]) / (len(end) - bos), abs=1e-4
+        )
+    assert base.n_tokens == [len(seqs[0])]
+
+
+def test_batched_scoring_matches_one_at_a_time(tiny_llama):
+    items = [ITEM, bm.Item("y", "A dog ran", ("home.", "to the park quickly", "away", "up"), 2, "hellaswag")]
+    mem = torch.randn(2, 1, tiny_llama.cfg.d_model)
+    both = score_items(tiny_llama, items, mem, ("context_ending", "edge"), batch_size=3)
+    for i, it in enumerate(items):
+        one = score_items(tiny_llama, [it], mem[i : i + 1], ("context_ending", "edge"), batch_size=1)
+        for v in one.nll:
+            assert one.nll[v][0] == pytest.approx(both.nll[v][i], abs=1e-5)
+
+
+def test_accuracy_metrics_on_synthetic_numbers():
+    nll = [[1.0, 0.5, 2.0], [0.1, 0.1, 3.0], [5.0, 4.0, 3.0]]
+    assert predict(nll) == [1, 0, 2]
+    labels, ntok = [1, 1, 0], [10, 20, 30]
+    assert accuracy(predict(nll), labels) == pytest.approx(100 / 3)
+    assert token_normalized_accuracy(predict(nll), labels, ntok) == pytest.approx(100 * 10 / 60)
+    assert accuracy(predict(nll), labels, [True, False, False]) == 100.0
+    rows = [
+        {"id": str(i), "label": labels[i], "n_tokens": ntok[i], "converged": i < 2,
+         "base": {"context_ending": nll[i]}, "cram": {"context_ending": nll[2 - i]}}
+        for i in range(3)
+    ]  # fmt: skip
+    s = summarize_rows(rows)
+    assert s["conv_pct"] == pytest.approx(200 / 3)
+    assert s["base"]["context_ending"]["acc"] == pytest.approx(100 / 3)
+    assert s["cram_converged"]["context_ending"]["n"] == 2
+
+
+def test_cram_contexts_groups_by_length_and_reads_back(tiny_llama, tmp_path):
+    items = [
+        bm.Item("a", "one two", ("x",), 0, "hellaswag"),
+        bm.Item("b", "three four five", ("x",), 0, "hellaswag"),
+        bm.Item("c", "six seven", ("x",), 0, "hellaswag"),
+    ]
+    crams = cram_contexts(tiny_llama, items, tmp_path, max_steps=3, batch_size=4, log=None)
+    assert set(crams) == {"a", "b", "c"}
+    assert len(list(tmp_path.glob("len*"))) == 2
+    again = cram_contexts(tiny_llama, items, tmp_path, max_steps=3, batch_size=4, log=None)
+    back = load_crams(tmp_path, tiny_llama)
+    for k in crams:
+        assert torch.equal(crams[k].embedding, again[k].embedding)
+        assert torch.equal(crams[k].embedding, back[k].embedding)
+        assert crams[k].sequence == back[k].sequence

@@ -1,0 +1,194 @@
+"""Knockout sweep logic and the attention-sink table math (tiny models and synthetic numbers, seconds)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import cramlens as cl
+from analyses import knockout as ko
+from analyses.benchmarks import Item
+from analyses.scoring import choice_sequences, pack, residual, score_items
+
+ITEMS = [
+    Item("a", "The cat sat on the", ("mat.", "moon and sang.", "dog", "it"), 0, "hellaswag"),
+    Item("b", "A dog ran to", ("the park", "a wall of stone", "home", "sleep now"), 2, "hellaswag"),
+]
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_gpt2"])
+def model(request):
+    return request.getfixturevalue(request.param)
+
+
+def fake_crams(model, items=ITEMS, seed=0, layout=cl.Layout()):
+    """Crams with random embeddings (the sweep logic does not care whether they reconstruct)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for it in items:
+        seq = layout.sequence(model, model.to_tokens(it.context, prepend_bos=False)[0].tolist())
+        out[it.id] = cl.CrammedSample(0, it.id, it.context, seq, torch.randn(1, model.cfg.d_model, generator=g),
+                                      len(seq), 0, 0, 0.0, 0.0, 1.0, model=model, layout=layout)  # fmt: skip
+    return out
+
+
+def test_conditions_cover_k_0_to_L():
+    conds = ko.conditions(4, control_ks=[1, 4])
+    assert conds[:2] == ["base", "cram"]
+    assert [c for c in conds if c.startswith("forward:")] == [f"forward:{k}" for k in range(1, 5)]
+    assert [c for c in conds if c.startswith("reverse:")] == [f"reverse:{k}" for k in range(1, 5)]
+    assert [c for c in conds if c.startswith("per_layer:")] == [f"per_layer:{k}" for k in range(4)]
+    assert [c for c in conds if c.startswith("control_")] == [
+        "control_cram", "control_forward:1", "control_forward:4", "control_per_layer:1",
+    ]  # fmt: skip
+    assert "control_cram" not in ko.conditions(4, ["reverse"], control=False)
+
+
+def test_k0_equals_cram_and_the_scorer(model):
+    crams = fake_crams(model)
+    chunk = ko.make_chunk(model, ITEMS, crams)
+    res = ko.sweep_chunk(model, chunk, ["base", "cram"], control_token=5)
+    mem = torch.stack([crams[it.id].embedding for it in ITEMS])
+    want = score_items(model, ITEMS, mem, ("context_ending",))
+    base = score_items(model, ITEMS, None, ("context_ending",))
+    for i, it in enumerate(ITEMS):
+        row = want.nll["context_ending"][i]
+        assert res["cram"][i]["pred"] == min(range(4), key=lambda j: row[j])
+        brow = base.nll["context_ending"][i]
+        assert res["base"][i]["pred"] == min(range(4), key=lambda j: brow[j])
+        # teacher-forced accuracy of the crammed context, as cramlens measures it
+        s = crams[it.id]
+        tf = cl.teacher_forced_accuracy(model, s.embedding[None], [s.sequence])
+        assert res["cram"][i]["tf"] == pytest.approx(float(tf[0]))
+
+
+def test_full_forward_knockout_is_memory_independent(model):
+    L = model.cfg.n_layers
+    a, b = fake_crams(model, seed=0), fake_crams(model, seed=1)
+    ra = ko.sweep_chunk(model, ko.make_chunk(model, ITEMS, a), [f"forward:{L}", f"reverse:{L}", "cram"], 5)
+    rb = ko.sweep_chunk(model, ko.make_chunk(model, ITEMS, b), [f"forward:{L}", f"reverse:{L}", "cram"], 5)
+    for cond in (f"forward:{L}", f"reverse:{L}"):
+        for x, y in zip(ra[cond], rb[cond], strict=True):
+            assert x["pred"] == y["pred"] and x["ce_ctx"] == pytest.approx(y["ce_ctx"], abs=1e-5)
+    assert any(abs(x["ce_ctx"] - y["ce_ctx"]) > 1e-4 for x, y in zip(ra["cram"], rb["cram"], strict=True))
+
+
+def test_full_knockout_equals_base_for_rotary_models(tiny_llama):
+    """With relative (rotary) positions, a memory no text query can see leaves the text forward unchanged."""
+    L = tiny_llama.cfg.n_layers
+    res = ko.sweep_chunk(
+        tiny_llama, ko.make_chunk(tiny_llama, ITEMS, fake_crams(tiny_llama)), ["base", f"forward:{L}"], 5
+    )
+    for x, y in zip(res["base"], res[f"forward:{L}"], strict=True):
+        assert x["pred"] == y["pred"] and x["ce_ctx"] == pytest.approx(y["ce_ctx"], abs=1e-4)
+
+
+@pytest.mark.parametrize("cond", ["reverse:1", "per_layer:1", "control_per_layer:1"])
+def test_cached_start_layer_equals_the_full_knocked_out_forward(model, cond):
+    crams = fake_crams(model)
+    chunk = ko.make_chunk(model, ITEMS, crams)
+    got = ko.sweep_chunk(model, chunk, [cond], control_token=5)[cond]
+    hooks, start = ko.knockout_hooks(model, cond)
+    assert start == 1
+    mem = (
+        chunk.memory if not cond.startswith("control") else model.W_E[5].expand(chunk.memory.shape[0], 1, -1)
+    )
+    from analyses.scoring import nll_at
+
+    nll, ok = nll_at(model, residual(model, chunk.packed, mem, hooks), chunk.packed)
+    want = ko._item_scores(chunk, chunk.packed, nll, ok)
+    for x, y in zip(got, want, strict=True):
+        assert x["pred"] == y["pred"] and x["tf"] == y["tf"]
+        assert x["ce_ctx"] == pytest.approx(y["ce_ctx"], abs=1e-5)
+
+
+def test_tf_rows_when_the_context_is_not_a_prefix(tiny_llama):
+    crams = fake_crams(tiny_llama)
+    crams["a"].sequence = crams["a"].sequence[:-1] + [7]  # break the prefix property
+    chunk = ko.make_chunk(tiny_llama, ITEMS, crams)
+    assert chunk.owner.count(-1) == 1 and len(chunk.packed.lengths) == 9
+    seqs, _ = choice_sequences(tiny_llama, ITEMS[1])
+    assert chunk.packed.lengths[5:] == [len(s) for s in seqs]
+
+
+def test_kuratov_layout_scores_tf_from_the_second_token(tiny_llama):
+    lay = cl.Layout(score_from="text")
+    crams = fake_crams(tiny_llama, layout=lay)
+    res = ko.sweep_chunk(tiny_llama, ko.make_chunk(tiny_llama, ITEMS, crams), ["cram"], 5)["cram"]
+    for it, r in zip(ITEMS, res, strict=True):
+        s = crams[it.id]
+        tf = cl.teacher_forced_accuracy(tiny_llama, s.embedding[None], [s.sequence], lay)
+        assert r["tf"] == pytest.approx(float(tf[0]))
+
+
+# ----------------------------------------------------------------------------- attention mass and sinks
+def test_attention_mass_counts_the_memory_row_only_when_asked(tiny_llama):
+    crams = fake_crams(tiny_llama)
+    mem = torch.stack([crams[it.id].embedding for it in ITEMS])
+    seqs = [crams[it.id].sequence for it in ITEMS]
+    with_row = ko.attention_mass(tiny_llama, mem, seqs, True)
+    text = ko.attention_mass(tiny_llama, mem, seqs, False)
+    n = torch.tensor([len(s) for s in seqs], dtype=torch.float32)
+    torch.testing.assert_close(with_row, (1 + text * n) / (n + 1))  # the memory row attends to itself only
+
+
+def test_sink_profile_is_the_mean_of_running_means(tiny_llama):
+    seq = tiny_llama.to_tokens("one two three four five six", prepend_bos=False)[0].tolist()
+    store: dict[int, torch.Tensor] = {}
+    with cl.capture_attention_to(tiny_llama, store, key=0, query_start=1).applied(tiny_llama):
+        tiny_llama(torch.tensor([seq]))
+    prof = ko.sink_profile(tiny_llama, seq, None, len(seq))
+    for layer, a in store.items():
+        a = a[0]
+        want = sum(float(a[: s - 1].mean()) for s in range(2, len(seq) + 1)) / (len(seq) - 1)
+        assert float(prof[layer]) == pytest.approx(100 * want, rel=1e-5)
+    # truncation: A(q, 0) does not depend on later tokens, so a shorter s_max is a prefix computation
+    short = ko.sink_profile(tiny_llama, seq, None, 4)
+    for layer, a in store.items():
+        want = sum(float(a[0, : s - 1].mean()) for s in range(2, 5)) / 3
+        assert float(short[layer]) == pytest.approx(100 * want, rel=1e-5)
+
+
+def test_running_means_and_pearson():
+    torch.testing.assert_close(ko.running_means(torch.tensor([1.0, 3.0, 2.0])), torch.tensor([1.0, 2.0, 2.0]))
+    assert ko.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert ko.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(ko.pearson([1, 1, 1], [1, 2, 3]))
+
+
+def test_sink_table_on_synthetic_profiles():
+    comp = torch.tensor([[10.0, 20.0, 30.0], [20.0, 30.0, 40.0]])  # layer-means 20, 30
+    orig = torch.tensor([[50.0, 60.0, 70.0], [60.0, 60.0, 60.0]])  # layer-means 60, 60
+    t = ko.sink_table({"compression": comp, "orig": orig})
+    assert t["compression"]["mean"] == pytest.approx(25.0)
+    assert t["compression"]["std"] == pytest.approx(math.sqrt(50.0))  # sample std of (20, 30)
+    assert t["compression"]["diff"] == pytest.approx(-35.0)
+    assert t["compression"]["corr"] == pytest.approx(1.0)  # mean profiles (15,25,35) vs (55,60,65)
+    assert t["orig"]["diff"] == 0.0 and t["orig"]["corr"] == pytest.approx(1.0)
+
+
+def test_summarize_sweep_and_curves():
+    rows = [
+        {"cond": "cram", "id": "a", "correct": True, "tf": 1.0, "ce_ctx": 0.1},
+        {"cond": "cram", "id": "b", "correct": False, "tf": 1.0, "ce_ctx": 0.3},
+        {"cond": "forward:1", "id": "a", "correct": True, "tf": 0.5, "ce_ctx": 1.0},
+        {"cond": "forward:1", "id": "b", "correct": True, "tf": float("nan"), "ce_ctx": float("nan")},
+    ]
+    s = ko.summarize_sweep(rows)
+    assert (
+        s["cram"]["acc"] == 50.0
+        and s["cram"]["tf_exact"] == 100.0
+        and s["cram"]["ce_ctx"] == pytest.approx(0.2)
+    )
+    assert s["forward:1"]["acc"] == 100.0 and s["forward:1"]["tf"] == 0.5
+    assert ko.curve(s, "forward", 2) == [(0, 50.0), (1, 100.0)]
+
+
+def test_pack_scores_every_token_with_a_memory_and_all_but_the_first_without():
+    p = pack([[5, 6, 7], [8, 9]], 1)
+    assert p.input_ids.tolist() == [[0, 5, 6], [0, 8, 0]]
+    assert p.index.tolist() == [0, 1, 2, 0, 1] and p.pos.tolist() == [0, 1, 2, 0, 1]
+    q = pack([[5, 6, 7], [8, 9]], 0)
+    assert q.index.tolist() == [1, 2, 1] and q.pos.tolist() == [0, 1, 0]
