@@ -155,7 +155,16 @@ def append_results(path: str | os.PathLike, rows: Sequence[dict]) -> None:
 
 
 def write_summary(path: str | os.PathLike, summary: dict) -> None:
-    atomic_write_text(Path(path), json.dumps(summary, indent=1))
+    """Atomically write ``summary`` as JSON (``nan`` → ``null``)."""
+    atomic_write_text(Path(path), json.dumps(_finite(summary), indent=1))
+
+
+def _finite(x):
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
 
 
 # ------------------------------------------------------------------------------------------- choice tasks

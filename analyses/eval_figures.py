@@ -84,6 +84,10 @@ def per_layer_figure(summary: dict, mass: Sequence[float], n_layers: int, model_
     if ctl:
         fig.add_scatter(x=[k for k, _ in ctl], y=[v for _, v in ctl], name="control acc (%)", line={"dash": "dot"},
                         row=1, col=1)  # fmt: skip
+    for cond, dash in (("base", "dash"), ("cram", "dot")):
+        if cond in summary:
+            fig.add_hline(y=summary[cond]["acc"], line_dash=dash, row=1, col=1,
+                          annotation_text=f"{cond} acc {summary[cond]['acc']:.1f}")  # fmt: skip
     fig.add_bar(x=list(range(len(mass))), y=list(mass), name="attention mass (%)", row=2, col=1)
     fig.update_layout(
         title=f"{model_name}: per-layer knockout", template="plotly_white", width=820, height=640
@@ -138,18 +142,22 @@ def sweep_markdown(summary: dict, n_layers: int, ks: Sequence[int]) -> str:
 
 def sink_markdown(rows: dict[str, dict], paper: dict[str, tuple] | None = None) -> str:
     """The C.7 table: per model, compression / original / control mean ± std, diff, Pearson (ours beside paper's)."""
-    lines = ["| model | n | compression emb. | position 0 original | diff | corr | ordinary token at the memory slot | "
-             "corr (token vs orig) | paper comp. | paper orig. | paper diff | paper corr |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| model | texts (exact, mean TF) | positions | compression emb. | position 0 original | diff | corr | "
+             "ordinary token in the memory slot | its corr with orig. | paper comp. | paper orig. | paper diff | "
+             "paper corr |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for model, r in rows.items():
         t = r["table"]
         c, o, k = t["compression"], t["orig"], t.get("control", {})
         p = (paper or {}).get(model, ("–",) * 4)
+        tf = r.get("tf") or []
+        exact = (
+            f"{r['n']} ({sum(x >= 1 for x in tf)}, {sum(tf) / max(1, len(tf)):.3f})" if tf else str(r["n"])
+        )
+        ctrl = f"{k['mean']:.2f} ± {k['std']:.2f} | {k['corr']:.4f}" if k else "– | –"
         lines.append(
-            f"| {model} | {r['n']} | {c['mean']:.2f} ± {c['std']:.2f} | {o['mean']:.2f} ± {o['std']:.2f} | "
-            f"{c['diff']:+.2f} | {c['corr']:.4f} | "
-            + (f"{k['mean']:.2f} ± {k['std']:.2f} | {k['corr']:.4f}" if k else "– | –")
-            + f" | {p[0]} | {p[1]} | {p[2]} | {p[3]} |"
+            f"| {model} | {exact} | {r.get('s_max', '–')} | {c['mean']:.2f} ± {c['std']:.2f} | "
+            f"{o['mean']:.2f} ± {o['std']:.2f} | {c['diff']:+.2f} | {c['corr']:.4f} | {ctrl} | "
+            f"{p[0]} | {p[1]} | {p[2]} | {p[3]} |"
         )
     return "\n".join(lines)
 

@@ -90,6 +90,10 @@ class Sources:
                 raise Missing(f"{p}: {e}") from e
         return self._runs[p]
 
+    def loaded_runs(self) -> dict[Path, CramRun]:
+        """The run directories read so far (what the figures were drawn from)."""
+        return dict(self._runs)
+
     def progressive_path(self) -> Path:
         if self.progressive is not None:
             return Path(self.progressive)
@@ -205,7 +209,12 @@ def build_pca_trajectories(src: Sources) -> list[Built]:
     fig = tf.pca_figure(run, table)
     fig.update_xaxes(title_text="PC1", exponentformat="e")
     fig.update_yaxes(title_text="PC2", exponentformat="e")
-    fig.update_traces(marker_colorbar_title_text="L (tokens)", selector={"type": "scatter"})
+    top = max(
+        int(r["stage_seq_len"]) for r in run.rows
+    )  # one colour scale for all panels (the builder's is per panel)
+    fig.update_traces(
+        marker_colorbar_title_text="L (tokens)", marker_cmin=1, marker_cmax=top, selector={"type": "scatter"}
+    )
     return [Built("pca_trajectories", fig, table, [str(p)])]
 
 
@@ -326,9 +335,9 @@ def build_depth(src: Sources) -> list[Built]:
     fig.add_trace(go.Heatmap(z=p_z, x=pcols, y=p_rows, text=text(p_z), texttemplate="%{text}",
                              coloraxis="coloraxis2"), 1, 2)  # fmt: skip
     fig.update_xaxes(title_text="blocks kept (first N; full = all)")
-    fig.update_layout(title="Capacity vs retained depth (first-N blocks, briefly finetuned)", width=1250,
+    fig.update_layout(title="Capacity vs retained depth (first-N blocks, briefly finetuned)", width=1250, margin={"l": 140},
                       height=max(380, 60 * max(len(models), len(p_rows)) + 180),
-                      coloraxis={"colorscale": "Viridis", "colorbar": {"x": 0.36, "title": "tokens"}},
+                      coloraxis={"colorscale": "Viridis", "cmin": 0, "colorbar": {"x": 0.36, "title": "tokens"}},
                       coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "tokens"}})  # fmt: skip
     data = {"ours": {"models": models, "variants": cols, "horizon_mean": z}, "results": results}
     return [Built("depth_heatmap", fig, data, [str(root)])]

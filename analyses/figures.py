@@ -192,8 +192,8 @@ def token_explorer(
 
     def title(sid: int) -> str:
         d = data[sid]
-        return (f"Token explorer, sample {sid} ({d['text_id']}): horizon {d['horizon']}/{d['n_tokens']} tokens, "
-                f"IG {_fmt(d['information_gain_bits'])} bits — slider: stage; hover: surprisal, marginal steps")  # fmt: skip
+        return (f"Token explorer — sample {sid}: horizon {d['horizon']}/{d['n_tokens']} tokens, "
+                f"information gain {_fmt(d['information_gain_bits'])} bits")  # fmt: skip
 
     steps = [
         {"method": "restyle", "label": str(k + 1), "args": [{"z": [z_at(data[sid], k) for sid in ids]}]}
@@ -209,8 +209,13 @@ def token_explorer(
         title={"text": title(shown), "font": {"size": 15}},
         sliders=[{"active": n_steps - 1, "steps": steps, "currentvalue": {"prefix": "after stage "},
                   "pad": {"t": 40}}],
-        updatemenus=[{"buttons": buttons, "active": ids.index(shown), "x": 1.0, "xanchor": "right", "y": 1.1,
+        updatemenus=[{"buttons": buttons, "active": ids.index(shown), "x": 0.0, "xanchor": "left", "y": 1.03,
                       "yanchor": "bottom"}] if len(ids) > 1 else [],
+        annotations=[{"text": "slider: replay the stages · hover a token: its surprisal and the steps its stage took"
+                              + (" · menu: sample" if len(ids) > 1 else ""),
+                      "x": 1.0, "xanchor": "right", "y": 1.04, "yanchor": "bottom", "xref": "paper", "yref": "paper",
+                      "showarrow": False, "font": {"size": 12, "color": "#555"}}],
+        margin={"t": 110},
         xaxis={"title": "token position within row", "showgrid": False, "zeroline": False,
                "tickvals": list(range(0, n_cols, 4)), "ticktext": [f"+{c}" for c in range(0, n_cols, 4)]},
         yaxis={"title": f"first token index of the row ({n_cols} per row)", "autorange": "reversed", "showgrid": False, "zeroline": False,
@@ -247,7 +252,8 @@ def progressive_schematic(
     x = [f"{r['length']}: {r['token']}" for r in rows]
     colours = ["#4c78a8" if r["converged"] else "#e0565b" for r in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("optimizer steps to absorb the new token (red: the stage that failed)",
+                        subplot_titles=("optimizer steps to absorb the new token (stage 1: the memory alone predicts token 1; "
+                                        "red: the stage that failed)",
                                         "surprisal of the new token under the base model"))  # fmt: skip
     fig.add_trace(go.Bar(x=x, y=[r["marginal_steps"] for r in rows], marker_color=colours, name="marginal steps",
                          customdata=[r["steps_taken"] for r in rows],
@@ -259,8 +265,7 @@ def progressive_schematic(
     fig.update_xaxes(title_text="stage: target length L and the token it adds", tickangle=-60, row=2, col=1)
     s = next(x for x in run.samples if x.sample_id == sid)
     fig.update_layout(
-        title=f"Progressive cramming, sample {sid}: horizon {s.horizon} tokens in {s.steps} steps "
-        f"(first stage: the memory alone predicts token 1)",
+        title=f"Progressive cramming, sample {sid}: horizon {s.horizon} tokens in {s.steps} steps",
         showlegend=False,
         width=max(900, 26 * len(rows) + 250),
         height=640,

@@ -116,23 +116,26 @@ def cram_text(
     text_id: str,
     steps: int,
     init: str | None = None,
-    seed: int = 0,
+    layout: cl.Layout | None = None,
 ) -> cl.CrammedSample:
     """Full-cram one prompt (``downstream`` recipe, ``steps`` budget), resumable in ``out``."""
     ids = model.to_tokens(text, prepend_bos=False)[0].tolist()
-    run = cl.cram(model, [TextSample(text_id, text, tuple(ids), "mmlu")], recipe="downstream", max_steps=steps,
-                  init=init, seed=seed, out=out, resume=True, check_greedy=False)  # fmt: skip
+    text_sample = TextSample(text_id, text, tuple(ids), "mmlu")
+    run = cl.cram(model, [text_sample], recipe="downstream", max_steps=steps, init=init, layout=layout, out=out,
+                  resume=True, check_greedy=False)  # fmt: skip
     return run.samples[0]
 
 
 def subject_memory(
-    model: HookedTransformer, subject: str, shots: Sequence[Item], root: Path, steps: int
+    model: HookedTransformer, subject: str, shots: Sequence[Item], root: Path, steps: int, layout=None
 ) -> Path:
     """Cram the subject's 5-shot block once; its embedding is saved to ``root/<subject>/few_shot.safetensors``."""
     path = root / subject / "few_shot.safetensors"
     if not path.exists():
-        s = cram_text(model, few_shot_prefix(subject, shots), root / subject / "few_shot", f"mmlu:{subject}:prefix",
-                      steps)  # fmt: skip
+        prefix = few_shot_prefix(subject, shots)
+        s = cram_text(
+            model, prefix, root / subject / "few_shot", f"mmlu:{subject}:prefix", steps, layout=layout
+        )
         atomic_save_tensors(path, {"embedding": s.embedding}, {"accuracy": str(s.accuracy_final)})
     return path
 
@@ -143,32 +146,32 @@ def tokens(model: HookedTransformer, text: str) -> list[int]:
 
 
 def item_memory(
-    model: HookedTransformer, mode: str, subject: str, item: Item, shots: Sequence[Item], root: Path, steps: int,
-    seed: int = 0,
+    model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: Path, steps: int,
+    seed: int = 0, layout: cl.Layout | None = None,
 ) -> tuple[torch.Tensor | None, float]:  # fmt: skip
     """The memory of ``item`` under ``mode`` and its teacher-forced accuracy on what it crammed (nan if none)."""
     if mode == "baseline":
         return None, float("nan")
     if mode == "random":
         return random_memory(model, seed=seed), float("nan")
-    prefix = subject_memory(model, subject, shots, root, steps)
+    prefix = subject_memory(model, item.subject, shots, root, steps, layout)
     if mode == "few_shot":
         from safetensors import safe_open
 
         with safe_open(str(prefix), "pt") as f:
             return f.get_tensor("embedding"), float(f.metadata()["accuracy"])
     safe_id = re.sub(r"[^\w.-]", "_", item.id)
-    s = cram_text(model, full_prompt(subject, item, shots), root / subject / f"full_{safe_id}",
-                  f"mmlu:{item.id}:full", steps, init=f"file:{prefix}")  # fmt: skip
+    s = cram_text(model, full_prompt(item.subject, item, shots), root / item.subject / f"full_{safe_id}",
+                  f"mmlu:{item.id}:full", steps, init=f"file:{prefix}", layout=layout)  # fmt: skip
     return s.embedding, s.accuracy_final
 
 
 def evaluate_item(
     model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: str | os.PathLike, steps: int,
-    n_new: int = 5, seed: int = 0,
+    n_new: int = 5, seed: int = 0, layout: cl.Layout | None = None,
 ) -> dict:  # fmt: skip
     """One MMLU item under one mode → a result row (generated text, parsed letters, correctness)."""
-    mem, conv = item_memory(model, mode, item.subject, item, shots, Path(root), steps, seed)
+    mem, conv = item_memory(model, mode, item, shots, Path(root), steps, seed, layout)
     gen = greedy_generate(model, tokens(model, full_prompt(item.subject, item, shots)), mem, n_new)
     text = model.tokenizer.decode(gen, skip_special_tokens=True)
     strict, ref = parse_answer(text), parse_answer(text, "reference")

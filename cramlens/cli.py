@@ -117,7 +117,10 @@ def load_model_and_texts(a: argparse.Namespace):
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    model = load_model(a.model, device=a.device, dtype=a.dtype)
+    device = a.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per rank under torchrun / accelerate
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    model = load_model(a.model, device=device, dtype=a.dtype)
     if not a.no_fast:
         from .fast import optimize
 

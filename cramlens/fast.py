@@ -233,6 +233,8 @@ def _attn_forward(
 ):
     state = _state(self)
     n_pos = query_input.shape[1]
+    if attention_mask is not None and past_kv_cache_entry is None and bool(attention_mask.all()):
+        attention_mask = None  # no padding (TL builds an all-ones mask for left-padding tokenizers): same as None
     fast = (
         self._cramlens_static_ok
         and past_kv_cache_entry is None
@@ -400,7 +402,8 @@ def _unembed_forward(self: Unembed, residual):
     # (only the bias is cached, to know whether it is all zero)
     b = _weights(self._cramlens_holder, (self.b_U,), lambda b_U: {"b": b_U}, self.b_U.dtype)["b"]
     w = self.W_U.t()
-    if state.precision != "fp32" and residual.requires_grad and not self.W_U.requires_grad:
+    frozen = not self.W_U.requires_grad and (b is None or not b.requires_grad)
+    if state.precision != "fp32" and residual.requires_grad and frozen:
         w_low = _weights(self._cramlens_wlow, (self.W_U,), lambda W_U: {"w": W_U}, state.dtype)["w"]
         return self.hook_out(_LinearLowPrecisionBackward.apply(residual, w, b, w_low))
     return self.hook_out(F.linear(residual, w, b))

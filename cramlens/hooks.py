@@ -59,9 +59,7 @@ class HookSet:
             yield model
 
     def __repr__(self) -> str:
-        names = sorted(set(self.hook_names))
-        shown = ", ".join(names[:4]) + (f", … ({len(names)} hook points)" if len(names) > 4 else "")
-        return f"HookSet({self.label or 'unnamed'}: {len(self.pairs)} hooks on {shown or 'nothing'})"
+        return f"HookSet({self.label or 'unnamed'}: {len(self.pairs)} hooks on {_names(self.hook_names) or 'nothing'})"
 
 
 EMPTY = HookSet()
@@ -193,6 +191,23 @@ def capture_attention_to(
 
     pairs = tuple((f"blocks.{layer}.attn.hook_pattern", make(layer)) for layer in range(model.cfg.n_layers))
     return HookSet(pairs, f"capture_attention_to(key={key})")
+
+
+def _names(names: Iterable[str], limit: int = 6) -> str:
+    """Hook names for a repr, per-layer names folded: ``hook_embed, blocks.{0..3}.attn.hook_attn_scores``."""
+    groups: dict[str, list[int]] = {}
+    for name in dict.fromkeys(names):
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
+            groups.setdefault("blocks.{}." + parts[2], []).append(int(parts[1]))
+        else:
+            groups.setdefault(name, [])
+    shown = [
+        k.format(v[0] if len(v) == 1 else "{" + _span(sorted(v)).strip("[]") + "}") if v else k
+        for k, v in groups.items()
+    ]
+    more = f", … ({len(shown) - limit} more)" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
 
 
 def _span(layers: list[int]) -> str:

@@ -51,6 +51,7 @@ def parse(argv=None) -> argparse.Namespace:
         choices=["all", "blocks"],
         help="all parameters (paper) or the blocks only (embedding/unembedding frozen; cheaper)",
     )
+    f.add_argument("--ft-val-windows", type=int, default=64, help="held-out windows for the validation loss")
     f.add_argument("--ft-data", default=None, help="finetune corpus (default: --data)")
     f.add_argument(
         "--ft-skip-docs",
@@ -111,6 +112,7 @@ def main(argv=None) -> None:
         ft = CPU_FINETUNE.with_(
             steps=a.ft_steps, seq_len=a.ft_seq_len, batch_size=a.ft_batch_size, lr=a.ft_lr, warmup=a.ft_warmup,
             trainable=a.ft_trainable, source=a.ft_data or a.data, skip_docs=a.ft_skip_docs, seed=a.seed,
+            max_val_windows=a.ft_val_windows,
         )  # fmt: skip
         variants = parse_grid(a.grid, a.scheme, not a.no_finetune)
 

@@ -3,7 +3,7 @@
 
     python scripts/downstream.py --task hellaswag --limit 64          # the CPU protocol (contexts <= 16 tokens)
     python scripts/downstream.py --task arc_easy --limit 64
-    python scripts/downstream.py --task mmlu --mode all               # 3 short subjects x 10 items, 200 steps
+    python scripts/downstream.py --task mmlu --mode all               # 2 short subjects x 10 items, 100 steps
     python scripts/downstream.py --task hellaswag --paper             # paper scale: 512 items, 1000 steps, any length
 
 Results are written incrementally under ``--out/<task>/`` (crams as cramlens run directories, scored items in
@@ -31,7 +31,7 @@ PAPER_SMOLLM2_17B = {  # REFERENCE D.6 / D.7 (SmolLM2-1.7B, 512 items)
         "random": "46.66 (100)",
     },
 }
-DEFAULT_SUBJECTS = ("world_religions", "management", "miscellaneous")  # the shortest 5-shot prompts
+DEFAULT_SUBJECTS = ("world_religions", "management")  # the two shortest 5-shot prompts (~230 tokens)
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -62,7 +62,13 @@ def parse(argv=None) -> argparse.Namespace:
     )
     g.add_argument("--subjects", nargs="+", default=list(DEFAULT_SUBJECTS), help="mmlu subjects")
     g.add_argument("--per-subject", type=int, default=10, help="mmlu test items per subject")
-    g.add_argument("--mmlu-steps", type=int, default=200, help="mmlu cram budget per embedding")
+    g.add_argument("--mmlu-steps", type=int, default=100, help="mmlu cram budget per embedding")
+    g.add_argument(
+        "--full-prefix-items",
+        type=int,
+        default=2,
+        help="full_prefix mode: first N items per subject (one cram each; 0: all --per-subject)",
+    )
     g.add_argument(
         "--paper",
         action="store_true",
@@ -74,6 +80,7 @@ def parse(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.paper:
         a.limit, a.max_ctx_tokens, a.max_steps, a.score_from, a.mmlu_steps = 512, 0, 1000, "memory", 1000
+        a.full_prefix_items = 0
     return a
 
 
@@ -124,26 +131,37 @@ def mmlu_task(model, a, console) -> dict:
     from analyses.benchmarks import few_shot_pool, load_items
     from analyses.downstream import append_results, read_results, write_summary
 
-    modes = list(mmlu.MODES) if a.mode == "all" else a.mode.split(",")
+    order = ("baseline", "random", "few_shot", "full_prefix")  # cheap modes first
+    modes = list(order) if a.mode == "all" else a.mode.split(",")
     bad = set(modes) - set(mmlu.MODES)
     if bad:
         raise cl.CramlensError(
             f"unknown mmlu mode(s) {sorted(bad)}; choose from {', '.join(mmlu.MODES)} or all"
         )
     pool = few_shot_pool(None if a.data is None else a.data.replace("test", "dev"))
-    items = []
-    for subj in a.subjects:
-        if subj not in pool:
-            raise cl.CramlensError(f"unknown MMLU subject {subj!r}; e.g. {', '.join(sorted(pool)[:4])}")
-        items += load_items("mmlu", a.data, limit=a.per_subject, subjects=[subj])
+    if a.paper:  # the reference: the first 512 test rows of the source, every subject's own 5 dev shots
+        items = load_items("mmlu", a.data, limit=a.limit)
+        a.subjects = sorted({it.subject for it in items})
+    else:
+        items = []
+        for subj in a.subjects:
+            if subj not in pool:
+                raise cl.CramlensError(f"unknown MMLU subject {subj!r}; e.g. {', '.join(sorted(pool)[:4])}")
+            items += load_items("mmlu", a.data, limit=a.per_subject, subjects=[subj])
     out = Path(a.out) / "mmlu"
     path = out / "results.jsonl"
     have = {(r["mode"], r["id"]) for r in read_results(path)}
-    for mode in modes:  # cheap modes first
+    first = {
+        it.id
+        for s in a.subjects
+        for it in [x for x in items if x.subject == s][: a.full_prefix_items or None]
+    }
+    for mode in modes:
         for n, it in enumerate(items):
-            if (mode, it.id) in have:
+            if (mode, it.id) in have or (mode == "full_prefix" and it.id not in first):
                 continue
-            row = mmlu.evaluate_item(model, mode, it, pool[it.subject][:5], out / "crams", a.mmlu_steps)
+            row = mmlu.evaluate_item(model, mode, it, pool[it.subject][:5], out / "crams", a.mmlu_steps,
+                                     layout=cl.Layout(score_from=a.score_from))  # fmt: skip
             append_results(path, [row])
             console.log(f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
                         f"(gold {row['answer']})")  # fmt: skip

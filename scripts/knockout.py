@@ -45,7 +45,9 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument("--items", type=int, default=48, help="converged items to sweep")
     g.add_argument("--batch-items", type=int, default=8, help="items per forward (x4 endings)")
     g.add_argument("--no-sweep", action="store_true", help="only the sink table")
-    g.add_argument("--unconverged", action="store_true", help="also sweep contexts that do not reconstruct exactly")
+    g.add_argument(
+        "--unconverged", action="store_true", help="also sweep contexts that do not reconstruct exactly"
+    )
     g = p.add_argument_group("crams (shared with scripts/downstream.py)")
     g.add_argument(
         "--data", default=None, help="HellaSwag jsonl (default ../shared/data copy; 'hub' = Rowan/hellaswag)"
@@ -76,8 +78,8 @@ def parse(argv=None) -> argparse.Namespace:
         "--sink-data", default=str(cli.SHARED_DATA / "pg19"), help="texts to cram for the sink table"
     )
     g.add_argument("--sink-texts", type=int, default=4, help="number of texts")
-    g.add_argument("--sink-len", type=int, default=32, help="tokens per text")
-    g.add_argument("--sink-steps", type=int, default=1000, help="cram budget per text")
+    g.add_argument("--sink-len", type=int, default=16, help="tokens per text")
+    g.add_argument("--sink-steps", type=int, default=300, help="cram budget per text")
     g.add_argument(
         "--sink-hellaswag", type=int, default=0, help="also use this many HellaSwag crams (same model)"
     )
@@ -115,7 +117,9 @@ def run_sweep(model, a, console) -> dict:
     console.log(f"{sum(converged(crams[it.id]) for it in items)} of {len(items)} crammed contexts reconstruct "
                 f"exactly; sweeping {len(keep)}")  # fmt: skip
     if not keep:
-        raise cl.CramlensError("no crammed context reconstructs exactly; raise --max-steps or pass --unconverged")
+        raise cl.CramlensError(
+            "no crammed context reconstructs exactly; raise --max-steps or pass --unconverged"
+        )
     L = model.cfg.n_layers
     dirs = list(ko.DIRECTIONS) if a.direction == "all" else [a.direction.replace("-", "_")]
     if a.control_ks == "auto":
@@ -182,27 +186,31 @@ def run_sink(model, a, console) -> dict:
 
     texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
     run = cl.cram(model, texts, recipe="downstream", max_steps=a.sink_steps, batch_size=len(texts),
-                  out=Path(a.out) / f"sink_crams_{a.model}", resume=True, check_greedy=False)  # fmt: skip
-    ok = (lambda s: True) if a.unconverged else converged
+                  layout=cl.Layout(score_from=a.score_from), out=Path(a.out) / f"sink_crams_{a.model}",
+                  resume=True, check_greedy=False)  # fmt: skip
+    ok = converged if a.sink_converged_only else (lambda s: True)
     samples = [s for s in run.samples if ok(s)]
     if a.sink_hellaswag:
         _, crams = get_crams(model, a, console)
-        samples += [s for s in crams.values() if ok(s)][: a.sink_hellaswag]
-    console.log(f"sink table on {len(samples)} exactly crammed texts ({len(run.samples)} PG-19 crammed)")
+        samples += [s for s in crams.values() if converged(s)][: a.sink_hellaswag]
+    tf = [s.accuracy_final for s in samples]
+    console.log(
+        f"sink table on {len(samples)} crammed texts, {sum(t >= 1 for t in tf)} exact, mean TF {sum(tf) / max(1, len(tf)):.3f}"
+    )
     if not samples:
-        raise cl.CramlensError("no text crammed exactly; raise --sink-steps or lower --sink-len")
-    s_max = min(len(s.sequence) for s in samples)  # positions of the baseline input; +1 with the memory
+        raise cl.CramlensError("no crammed text to analyse; raise --sink-steps or drop --sink-converged-only")
+    s_max = min(len(s.sequence) for s in samples)  # positions per input (same count with and without memory)
     tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
     ctrl = model.W_E[tok].detach()[None]
     prof = {"compression": [], "orig": [], "control": []}
     for s in samples:
         seq = list(s.sequence)
-        prof["compression"].append(ko.sink_profile(model, seq, s.embedding, s_max + 1))
+        prof["compression"].append(ko.sink_profile(model, seq, s.embedding, s_max))
         prof["orig"].append(ko.sink_profile(model, seq, None, s_max))
-        prof["control"].append(ko.sink_profile(model, seq, ctrl, s_max + 1))
+        prof["control"].append(ko.sink_profile(model, seq, ctrl, s_max))
     profiles = {k: torch.stack(v) for k, v in prof.items()}
     table = ko.sink_table(profiles, "orig")
-    res = {"model": a.model, "n": len(samples), "s_max": s_max, "table": table,
+    res = {"model": a.model, "n": len(samples), "s_max": s_max, "table": table, "tf": tf,
            "profiles": {k: v.mean(0).tolist() for k, v in profiles.items()}}  # fmt: skip
     out = Path(a.out) / f"sink_{a.model}.json"
     out.write_text(json.dumps(res, indent=1))

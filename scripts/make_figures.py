@@ -114,15 +114,32 @@ def make(specs: list[FigureSpec], src: Sources, out: Path, png: PngWriter, log=p
     return made, skipped
 
 
+def run_status(path: Path, run) -> str:
+    """One line on a run directory used as input: model, kind, samples, rows, how many samples finished."""
+    st = run.config.get("settings", {})
+    done = sum(
+        1
+        for smp in run.samples
+        if smp.horizon >= len(smp.sequence) or any(r.get("final") for r in run.trajectory(smp.sample_id))
+    )
+    state = (
+        "complete" if done == len(run.samples) else f"in progress: {done}/{len(run.samples)} samples finished"
+    )
+    return (
+        f"`{path}`: {st.get('model', '?')} {run.kind}, {len(run.samples)} samples, {len(run.rows)} rows, "
+        f"mean horizon {run.summary()['horizon_mean']:.1f} ({state}; config.json created {run.config.get('created', '?')})"
+    )
+
+
 def readme(made: list, skipped: list, src: Sources, argv: list[str]) -> str:
     cmd = "python scripts/make_figures.py " + " ".join(argv) if argv else "python scripts/make_figures.py"
     lines = [
         "# Figures",
         "",
-        f"Written by `{cmd}` (`make figures` runs `python scripts/make_figures.py --out figures`). Every figure is",
-        "an interactive HTML file (open it in a browser; `plotly.min.js` beside it, no network needed) and a static",
-        "PNG. Each row names the inputs it was drawn from and the command that made them; paper references are",
-        "to `shared/REFERENCE.md`.",
+        f"Written by `{cmd}`" + (" (`make figures`)." if argv == ["--out", "figures"] else "."),
+        "Every figure is an interactive HTML file (open it in a browser; `plotly.min.js` beside it, no network",
+        "needed) and a static PNG. Each row names the inputs it was drawn from and the command that made them;",
+        "paper references are to `shared/REFERENCE.md`. `python scripts/make_figures.py --list` prints the registry.",
         "",
         "| figure | what it shows | paper | drawn from | inputs made by |",
         "|---|---|---|---|---|",
@@ -132,6 +149,11 @@ def readme(made: list, skipped: list, src: Sources, argv: list[str]) -> str:
         inputs = ", ".join(f"`{i}`" for i in b.inputs if i)
         lines.append(f"| **{b.name}** {links} | {spec.shows} | {spec.paper} | {inputs} | "
                      f"`{src.fmt(COMMANDS[spec.command])}` |")  # fmt: skip
+    runs = src.loaded_runs()
+    if runs:
+        lines += ["", "## Run directories drawn from", ""] + [
+            f"- {run_status(p, r)}" for p, r in runs.items()
+        ]
     if skipped:
         lines += ["", "## Waiting for inputs", "", "| figure | what it shows | missing |", "|---|---|---|"]
         for spec, why in skipped:

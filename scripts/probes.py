@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Residual-stream probes at the memory position (design: ``analyses/probes.py`` docstring).
 
-Crams ``--samples`` short texts (full cramming, resumable, batches of ``--batch-size``), keeps the ones reconstructed
-exactly, then probes the memory position layer by layer against the controls.
+Crams ``--samples`` short texts (progressive by default: 300 steps per stage, 2000 per sample; resumable, batches of
+``--batch-size``), keeps the ones reconstructed exactly, then probes the memory position layer by layer against the controls.
 
     python scripts/probes.py --samples 96 --seq-len 12 --out runs/probes_cram --figures figures/probes
     python scripts/probes.py --cram-only ...   # just the cramming (e.g. in the background)
@@ -35,6 +35,13 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cram-only", action="store_true", help="cram (or resume) and stop")
     p.add_argument(
+        "--mode",
+        default="progressive",
+        choices=["progressive", "full"],
+        help="progressive (default; stage 1 fixes the first token, which full cramming tends to leave "
+        "wrong) or full cramming",
+    )
+    p.add_argument(
         "--ks", type=int, nargs="+", default=[1, 2, 4, 8, 12], help="token positions to decode (1-based)"
     )
     p.add_argument(
@@ -53,20 +60,25 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = Console(width=150)
     from analyses import probes as pr
-    from cramlens import cram
+    from cramlens import cram, progressive_cram
     from cramlens.layout import Layout
 
     rc = cli.recipe_from_args(a)
-    if a.max_steps is None:
+    if a.mode == "progressive":
+        rc = rc.with_(steps_per_stage=a.steps_per_stage or 300, steps_per_sample=a.max_steps or 2000)
+    elif a.max_steps is None:
         rc = rc.with_(steps_per_sample=600)
     model, texts = cli.load_model_and_texts(a)
     layout = Layout()
     out = Path(a.out)
-    run = cram(model, texts, recipe=rc, layout=layout, batch_size=a.batch_size, seed=a.seed, out=out,
-               resume=out.exists(), check_greedy=False)  # fmt: skip
+    fn = progressive_cram if a.mode == "progressive" else cram
+    run = fn(model, texts, recipe=rc, layout=layout, batch_size=a.batch_size, seed=a.seed, out=out,
+             resume=out.exists(), check_greedy=False)  # fmt: skip
     ok = [s for s in run.samples if s.horizon == len(s.sequence)]
-    console.print(f"crammed {len(run.samples)} texts of {a.seq_len} tokens: {len(ok)} reconstructed exactly "
-                  f"(mean steps {sum(s.steps for s in run.samples) / len(run.samples):.0f})")  # fmt: skip
+    console.print(
+        f"{a.mode} cramming of {len(run.samples)} texts of {a.seq_len} tokens: {len(ok)} reconstructed exactly "
+        f"(mean steps {sum(s.steps for s in run.samples) / len(run.samples):.0f})"
+    )
     if a.cram_only:
         return
     if len(ok) < 2 * a.folds:

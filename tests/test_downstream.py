@@ -216,3 +216,15 @@ def test_cram_contexts_groups_by_length_and_reads_back(tiny_llama, tmp_path):
         assert torch.equal(crams[k].embedding, again[k].embedding)
         assert torch.equal(crams[k].embedding, back[k].embedding)
         assert crams[k].sequence == back[k].sequence
+
+
+@pytest.mark.integration
+def test_smollm2_hellaswag_contexts_are_token_prefixes(smollm2, shared_data):
+    if not (shared_data / "hellaswag").exists():
+        pytest.skip("../shared/data is absent")
+    items = bm.load_items("hellaswag", limit=30)
+    for it in items:
+        seqs, ctx_len = choice_sequences(smollm2, it)
+        assert ctx_len == len(smollm2.to_tokens(it.context)[0])
+    s = score_items(smollm2, items[:1], None, ("context_ending", "ending_only"))
+    assert all(0 < x < 20 for row in s.nll["context_ending"] for x in row)

@@ -192,3 +192,16 @@ def test_pack_scores_every_token_with_a_memory_and_all_but_the_first_without():
     assert p.index.tolist() == [0, 1, 2, 0, 1] and p.pos.tolist() == [0, 1, 2, 0, 1]
     q = pack([[5, 6, 7], [8, 9]], 0)
     assert q.index.tolist() == [1, 2, 1] and q.pos.tolist() == [0, 1, 0]
+
+
+@pytest.mark.integration
+def test_smollm2_full_knockout_equals_base_and_sink_profile_runs(smollm2):
+    """SmolLM2 (rotary, GQA 9/3): masking the memory in all 30 layers gives the memory-free forward."""
+    item = Item("i", "A man is sitting on a roof. he", ("is using wrap to wrap a pair of skis.", "starts pulling up roofing on a roof."), 1, "hellaswag")  # fmt: skip
+    crams = fake_crams(smollm2, [item])
+    L = smollm2.cfg.n_layers
+    res = ko.sweep_chunk(smollm2, ko.make_chunk(smollm2, [item], crams), ["base", f"forward:{L}", "cram"], 5)
+    assert res["base"][0]["pred"] == res[f"forward:{L}"][0]["pred"]
+    assert res["base"][0]["ce_ctx"] == pytest.approx(res[f"forward:{L}"][0]["ce_ctx"], abs=1e-3)
+    prof = ko.sink_profile(smollm2, crams["i"].sequence, crams["i"].embedding, 8)
+    assert prof.shape == (L,) and float(prof.min()) >= 0 and float(prof.max()) <= 100
