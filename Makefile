@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/progressive.py --model smollm2-135m --samples 4 --seq-len 48 --out runs/demo --resume
+	$(PY) scripts/progressive.py --model smollm2-135m --samples 3 --seq-len 32 --batch-size 3 \
+		--steps-per-stage 500 --max-steps 2000 --compare-full --full-max-steps 400 --out runs/demo --resume
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

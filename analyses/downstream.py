@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -66,12 +67,16 @@ def cram_contexts(
     seed: int = 0,
     layout: cl.Layout | None = None,
     log: Callable[[str], None] | None = print,
+    reverse: bool = False,
+    skip_busy: bool = False,
     **recipe_overrides,
 ) -> dict[str, cl.CrammedSample]:
     """Cram every item's context (grouped by token length, resumable) → ``{item.id: CrammedSample}``.
 
     ``layout`` defaults to the paper's (the memory also predicts the first token); ``Layout(score_from="text")`` is
-    Kuratov's protocol (the first token is an input only).
+    Kuratov's protocol (the first token is an input only). Several processes may cram one selection in parallel
+    (each length group is locked while crammed): ``reverse=True`` walks the lengths downwards and ``skip_busy``
+    skips groups another process holds (the result then lacks them).
     """
     out = Path(out)
     groups: dict[int, list[tuple[int, Item, list[int]]]] = {}
@@ -80,16 +85,22 @@ def cram_contexts(
         check(len(ids) > 0, f"item {it.id}: empty context")
         groups.setdefault(len(ids), []).append((n, it, ids))
     done: dict[str, cl.CrammedSample] = {}
-    for length, group in sorted(groups.items()):
+    for length, group in sorted(groups.items(), reverse=reverse):
         texts = [TextSample(f"{it.task}:{it.id}", it.context, tuple(ids), it.task) for _, it, ids in group]
         where = out / f"len{length:03d}"
         if (where / "samples.json").exists():  # finished earlier: read it back, no model work
             run = _finished_run(where, model, [t.sample_id for t in texts])
         else:
-            run = cl.cram(
-                model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed, layout=layout,
-                out=where, resume=True, first_id=group[0][0], **recipe_overrides,
-            )  # fmt: skip
+            with _group_lock(where) as mine:
+                if not mine:  # another process is cramming this group (parallel workers)
+                    check(skip_busy, f"{where} is being crammed by another process; wait or pass skip_busy")
+                    if log is not None:
+                        log(f"cram len {length}: busy in another process, skipped")
+                    continue
+                run = cl.cram(
+                    model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed,
+                    layout=layout, out=where, resume=True, first_id=group[0][0], **recipe_overrides,
+                )  # fmt: skip
         for (_, it, _), s in zip(group, run.samples, strict=True):
             done[it.id] = s
         if log is not None:
@@ -97,6 +108,30 @@ def cram_contexts(
             steps = sum(s.steps for s in run.samples) / len(run.samples)
             log(f"cram len {length}: {conv}/{len(run.samples)} converged, mean steps {steps:.0f}")
     return done
+
+
+@contextmanager
+def _group_lock(where: Path):
+    """``True`` while this process holds ``where.lock`` (a lock left by a dead process is taken over)."""
+    lock = where.with_name(where.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text() or 0)
+            os.kill(pid, 0)
+            yield False
+            return
+        except (ValueError, ProcessLookupError):
+            lock.unlink(missing_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _finished_run(path: Path, model: HookedTransformer, text_ids: list[str]) -> cl.CramRun:

@@ -278,7 +278,11 @@ def build_landscape(src: Sources) -> list[Built]:
                 "maps": {L: torch.tensor(m) for L, m in sorted(Ls.items())},
                 "anchors": {int(k): tuple(v) for k, v in land["anchors"].items()},
                 "basin": {int(k): v for k, v in land["basin"].items()}}  # fmt: skip
-        out.append(Built(f"accuracy_landscape_sample{sid}", tf.landscape_figure(full, int(sid)), land,
+        fig = tf.landscape_figure(full, int(sid))
+        fig.update_layout(
+            width=max(fig.layout.width or 0, 1100), title_font_size=14
+        )  # room for the long title
+        out.append(Built(f"accuracy_landscape_sample{sid}", fig, land,
                          [str(p), str(source)]))  # fmt: skip
     return out
 
@@ -320,6 +324,7 @@ def build_depth(src: Sources) -> list[Built]:
          for m in models]  # fmt: skip
     keep = [j for j in range(len(cols)) if any(row[j] is not None for row in z)]
     cols, z = [cols[j] for j in keep], [[row[j] for j in keep] for row in z]
+    top = max([v for row in z for v in row if v is not None], default=1.0)  # our scale from 0
     p_rows = list(PAPER_DEPTH)
     pcols = ["first1", "first2", "first4", "first8", "full"]
     p_z = [[PAPER_DEPTH[m].get(c) for c in pcols] for m in p_rows]
@@ -337,7 +342,7 @@ def build_depth(src: Sources) -> list[Built]:
     fig.update_xaxes(title_text="blocks kept (first N; full = all)")
     fig.update_layout(title="Capacity vs retained depth (first-N blocks, briefly finetuned)", width=1250, margin={"l": 140},
                       height=max(380, 60 * max(len(models), len(p_rows)) + 180),
-                      coloraxis={"colorscale": "Viridis", "cmin": 0, "colorbar": {"x": 0.36, "title": "tokens"}},
+                      coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": top, "colorbar": {"x": 0.36, "title": "tokens"}},
                       coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "tokens"}})  # fmt: skip
     data = {"ours": {"models": models, "variants": cols, "horizon_mean": z}, "results": results}
     return [Built("depth_heatmap", fig, data, [str(root)])]
@@ -378,7 +383,7 @@ def build_probes(src: Sources) -> list[Built]:
     rows, names = res["rows"], res.get("meta", {}).get("names", {})
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     conds = list(dict.fromkeys(r["condition"] for r in rows))
-    cols = 3
+    cols = min(3, len(tasks))
     fig = make_subplots(
         rows=math.ceil(len(tasks) / cols), cols=cols, subplot_titles=[names.get(t, t) for t in tasks]
     )
@@ -405,8 +410,8 @@ def build_probes(src: Sources) -> list[Built]:
 def _model_of(task_dir: Path) -> str:
     """The model a downstream task directory was crammed with (from its crams' run configs)."""
     for cfg in sorted(task_dir.glob("crams/*/config.json")):
-        return str(json.loads(cfg.read_text()).get("settings", {}).get("model", "?"))
-    return "?"
+        return str(json.loads(cfg.read_text()).get("settings", {}).get("model", ""))
+    return ""
 
 
 def build_downstream(src: Sources) -> list[Built]:

@@ -147,7 +147,7 @@ def tokens(model: HookedTransformer, text: str) -> list[int]:
 
 def item_memory(
     model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: Path, steps: int,
-    seed: int = 0, layout: cl.Layout | None = None,
+    seed: int = 0, layout: cl.Layout | None = None, full_steps: int | None = None,
 ) -> tuple[torch.Tensor | None, float]:  # fmt: skip
     """The memory of ``item`` under ``mode`` and its teacher-forced accuracy on what it crammed (nan if none)."""
     if mode == "baseline":
@@ -162,16 +162,16 @@ def item_memory(
             return f.get_tensor("embedding"), float(f.metadata()["accuracy"])
     safe_id = re.sub(r"[^\w.-]", "_", item.id)
     s = cram_text(model, full_prompt(item.subject, item, shots), root / item.subject / f"full_{safe_id}",
-                  f"mmlu:{item.id}:full", steps, init=f"file:{prefix}", layout=layout)  # fmt: skip
+                  f"mmlu:{item.id}:full", full_steps or steps, init=f"file:{prefix}", layout=layout)  # fmt: skip
     return s.embedding, s.accuracy_final
 
 
 def evaluate_item(
     model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: str | os.PathLike, steps: int,
-    n_new: int = 5, seed: int = 0, layout: cl.Layout | None = None,
+    n_new: int = 5, seed: int = 0, layout: cl.Layout | None = None, full_steps: int | None = None,
 ) -> dict:  # fmt: skip
     """One MMLU item under one mode → a result row (generated text, parsed letters, correctness)."""
-    mem, conv = item_memory(model, mode, item, shots, Path(root), steps, seed, layout)
+    mem, conv = item_memory(model, mode, item, shots, Path(root), steps, seed, layout, full_steps)
     gen = greedy_generate(model, tokens(model, full_prompt(item.subject, item, shots)), mem, n_new)
     text = model.tokenizer.decode(gen, skip_special_tokens=True)
     strict, ref = parse_answer(text), parse_answer(text, "reference")
@@ -199,5 +199,7 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
             "acc_ref": 100.0 * sum(r["correct_ref"] for r in rs) / n,
             "valid_ref": 100.0 * sum(r["valid_ref"] for r in rs) / n,
             "cram_tf": sum(conv) / len(conv) if conv else float("nan"),
+            "pred_dist": {x: sum(r["pred"] == x for r in rs) for x in (*LETTERS, None)},
+            "gold_dist": {x: sum(r["answer"] == x for r in rs) for x in LETTERS},
         }
     return out

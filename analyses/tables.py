@@ -111,7 +111,7 @@ def _table(
                "height": 26, "line_color": "#d0d0d0"},
     ))  # fmt: skip
     fig.update_layout(
-        width=1250, height=150 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
+        width=1250, height=120 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
     )
     return fig
 
@@ -134,7 +134,7 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
              "base_acc_tok": b.get("acc_tok"), "base_conv_acc": bc.get("acc"), "cram_conv_acc": cc.get("acc"),
              "cram_acc": c.get("acc")}  # fmt: skip
         rows.append(r)
-        cells.append([f"{model}: {task}", str(r["n"]), _f(r["conv_pct"]), _f(r["base_acc"]), _f(r["base_acc_tok"]),
+        cells.append([f"{model}: {task}" if model else task, str(r["n"]), _f(r["conv_pct"]), _f(r["base_acc"]), _f(r["base_acc_tok"]),
                       _f(r["base_conv_acc"]), _f(r["cram_conv_acc"]), _f(r["cram_acc"])])  # fmt: skip
     fill = ["white"] * len(cells)
     for task in summaries:
@@ -170,8 +170,9 @@ def mmlu_table(summary: Mapping, model: str) -> tuple[go.Figure, list[dict]]:
             "paper SmolLM2-1.7B Acc (Valid)")  # fmt: skip
     fig = _table(cells, cols, ["white"] * len(cells), [1.0, 0.5, 0.6, 0.6, 1.0, 1.0, 0.6, 1.4])
     subj = ", ".join(summary.get("subjects", []))
-    fig.update_layout(title=f"{model}: generative 5-shot MMLU by mode ({subj}; {summary.get('steps', '?')} cram "
-                      "steps; chance 25%)")  # fmt: skip
+    who = f"{model}: " if model else ""
+    steps = summary.get("steps", "?")
+    fig.update_layout(title=f"{who}generative 5-shot MMLU by mode ({subj}; {steps} cram steps; chance 25%)")
     return fig, rows
 
 

@@ -22,7 +22,7 @@ from .hooks import EMPTY, HookSet
 from .layout import Layout
 from .metrics import greedy_reconstruction, surprisal_bits
 from .params import make_memory, new_shared_projection
-from .recipe import Recipe, get_recipe
+from .recipe import DEFAULT_PRESET, Recipe, get_recipe
 from .results import CramRun, CrammedSample
 from .runs import RunDir, environment
 
@@ -301,7 +301,7 @@ def _tf_prefix(model, row, p: Prepared, layout: Layout) -> int:
 def _resolve(recipe: Recipe | str | None, overrides: dict) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe.with_(**overrides)
-    return get_recipe(recipe or "fast", **overrides)
+    return get_recipe(recipe or DEFAULT_PRESET, **overrides)
 
 
 def progressive_cram(

@@ -92,9 +92,10 @@ class FastState:
     modules: list[nn.Module] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=lambda: {"fast_attn": 0, "tl_attn": 0})
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
+    def compute_dtype(self, weight: torch.Tensor) -> torch.dtype:
+        """GEMM dtype for a module whose weights are ``weight``: bf16 when asked, else the weights' own dtype
+        (an fp32 model stays fp32; a model loaded in bf16/fp16 is not silently upcast)."""
+        return torch.bfloat16 if self.precision == "bf16" else weight.dtype
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -139,11 +140,11 @@ def _state(module: nn.Module) -> FastState:
 
 
 @contextlib.contextmanager
-def _maybe_autocast(state: FastState):
-    if state.precision == "fp32" or torch.is_autocast_enabled("cpu"):
+def _maybe_autocast(state: FastState, device_type: str):
+    if state.precision == "fp32" or torch.is_autocast_enabled(device_type):
         yield
     else:
-        with torch.autocast("cpu", dtype=state.dtype):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
             yield
 
 
@@ -234,7 +235,9 @@ def _attn_forward(
     state = _state(self)
     n_pos = query_input.shape[1]
     if attention_mask is not None and past_kv_cache_entry is None and bool(attention_mask.all()):
-        attention_mask = None  # no padding (TL builds an all-ones mask for left-padding tokenizers): same as None
+        attention_mask = (
+            None  # no padding (TL builds an all-ones mask for left-padding tokenizers): same as None
+        )
     fast = (
         self._cramlens_static_ok
         and past_kv_cache_entry is None
@@ -250,7 +253,7 @@ def _attn_forward(
     )
     if not fast:
         state.stats["tl_attn"] += 1
-        with _maybe_autocast(state):
+        with _maybe_autocast(state, query_input.device.type):
             out = type(self).forward(
                 self,
                 query_input,
@@ -272,7 +275,7 @@ def _attn_forward(
         src = (self.W_Q, self.b_Q, self._W_K, self._b_K, self._W_V, self._b_V)
     else:
         src = (self.W_Q, self.b_Q, self.W_K, self.b_K, self.W_V, self.b_V)
-    dtype = state.dtype
+    dtype = state.compute_dtype(self.W_Q)
     qkv_w = _weights(self._cramlens_qkv, src, _qkv_build, dtype)
     x = query_input.to(dtype)
     qkv = F.linear(x, qkv_w["w"], qkv_w["b"])
@@ -317,7 +320,7 @@ def _gated_build(W_gate, W_in, W_out, b_in, b_out):
 
 def _gated_mlp_forward(self: GatedMLP, x):
     state = _state(self)
-    dtype = state.dtype
+    dtype = state.compute_dtype(self.W_gate)
     src = (self.W_gate, self.W_in, self.W_out, self.b_in, self.b_out)
     w = _weights(self._cramlens_cache_owner, src, _gated_build, dtype)
     x = x.to(dtype)
@@ -404,7 +407,7 @@ def _unembed_forward(self: Unembed, residual):
     w = self.W_U.t()
     frozen = not self.W_U.requires_grad and (b is None or not b.requires_grad)
     if state.precision != "fp32" and residual.requires_grad and frozen:
-        w_low = _weights(self._cramlens_wlow, (self.W_U,), lambda W_U: {"w": W_U}, state.dtype)["w"]
+        w_low = _weights(self._cramlens_wlow, (self.W_U,), lambda W_U: {"w": W_U}, torch.bfloat16)["w"]
         return self.hook_out(_LinearLowPrecisionBackward.apply(residual, w, b, w_low))
     return self.hook_out(F.linear(residual, w, b))
 

@@ -49,6 +49,12 @@ def parse(argv=None) -> argparse.Namespace:
     a.add_argument("--min-length", type=int, default=4)
     a.add_argument("--figures", default="figures/diversity")
     a.add_argument(
+        "--control",
+        default=None,
+        help="another run directory at one of the sweep's learning rates (same texts, seed, init; e.g. another "
+        "batch size): its solutions vs that sweep run give the numerical-noise floor of the diversity metrics",
+    )
+    a.add_argument(
         "--json", default=None, help="write the summary and groups here (default <figures>/diversity.json)"
     )
     return p.parse_args(argv if argv is not None else sys.argv[1:])
@@ -97,6 +103,26 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
             f"{s['dir_cos']:+.2f}",
             f"{s['disp_ratio']:.0f}x",
         )
+    control = None
+    if a.control:
+        from cramlens import load_run
+
+        crun = load_run(a.control)
+        clr = float(crun.config["settings"]["recipe"]["lr"])
+        if clr in runs:
+            cg = solution_groups({"control": crun, "sweep": runs[clr]}, a.lengths, a.min_length)
+            control = summarize(cg, d)
+            control["groups"] = [vars(g) for g in cg]
+            if control["N"]:
+                t.add_row(
+                    f"control: {a.control} vs lrsweep_{clr:g} (same lr)",
+                    str(control["N"]),
+                    f"{control['ig_cv']:.1f}%",
+                    f"{control['sol_dist_median']:.2f} [{control['sol_dist_q1']:.2f}, {control['sol_dist_q3']:.2f}]",
+                    f"{control['dir_cos']:+.2f}",
+                    "–",
+                    style="italic",
+                )
     for row in PAPER:
         t.add_row(row[0], str(row[1]), f"{row[2]}%", row[3], f"{row[4]:+.2f}", row[5])
     t.caption = (
@@ -120,6 +146,7 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
         "summary": s,
         "groups": [vars(g) for g in groups],
         "horizons": {lr: r.horizons() for lr, r in runs.items()},
+        "control": control,
     }
     Path(a.json or out / "diversity.json").write_text(json.dumps(payload, indent=1, default=str))
     if groups:

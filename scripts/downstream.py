@@ -64,9 +64,15 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument("--per-subject", type=int, default=10, help="mmlu test items per subject")
     g.add_argument("--mmlu-steps", type=int, default=100, help="mmlu cram budget per embedding")
     g.add_argument(
+        "--full-prefix-steps",
+        type=int,
+        default=50,
+        help="full_prefix cram budget per item (warm-started from the subject's few-shot embedding)",
+    )
+    g.add_argument(
         "--full-prefix-items",
         type=int,
-        default=2,
+        default=1,
         help="full_prefix mode: first N items per subject (one cram each; 0: all --per-subject)",
     )
     g.add_argument(
@@ -80,7 +86,7 @@ def parse(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.paper:
         a.limit, a.max_ctx_tokens, a.max_steps, a.score_from, a.mmlu_steps = 512, 0, 1000, "memory", 1000
-        a.full_prefix_items = 0
+        a.full_prefix_items, a.full_prefix_steps = 0, 1000
     return a
 
 
@@ -161,7 +167,7 @@ def mmlu_task(model, a, console) -> dict:
             if (mode, it.id) in have or (mode == "full_prefix" and it.id not in first):
                 continue
             row = mmlu.evaluate_item(model, mode, it, pool[it.subject][:5], out / "crams", a.mmlu_steps,
-                                     layout=cl.Layout(score_from=a.score_from))  # fmt: skip
+                                     layout=cl.Layout(score_from=a.score_from), full_steps=a.full_prefix_steps)  # fmt: skip
             append_results(path, [row])
             console.log(f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
                         f"(gold {row['answer']})")  # fmt: skip

@@ -40,7 +40,8 @@ def parse(argv=None) -> argparse.Namespace:
         default=None,
         help="progressive run directory to draw (default: <runs>/prog6, else <runs>/demo)",
     )
-    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these figures (see --list)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="only these figures (see --list); README.md is then left as it is")  # fmt: skip
     p.add_argument("--no-png", action="store_true", help="HTML only (no browser needed)")
     p.add_argument("--png-scale", type=float, default=1.5, help="PNG pixel scale")
     p.add_argument("--list", action="store_true", help="print the registry and exit")
@@ -189,8 +190,12 @@ def main(argv=None) -> None:
         png.close()
     from cramlens.runs import atomic_write_text
 
-    atomic_write_text(out / "README.md", readme(made, skipped, src, argv))
     n_png = sum(len(f) - 1 for _, _, f in made)
+    if a.only:  # a partial run must not replace the index of the full set
+        print(f"{len(made)} figures in {out}/ ({n_png} PNG), {len(skipped)} skipped; {out}/README.md left as it was "
+              "(--only)")  # fmt: skip
+        return
+    atomic_write_text(out / "README.md", readme(made, skipped, src, argv))
     print(f"{len(made)} figures in {out}/ ({n_png} PNG), {len(skipped)} skipped; index: {out}/README.md")
 
 

@@ -292,3 +292,31 @@ def test_capture_resid_post_fires_on_fast_path():
         store["blocks.0.hook_resid_post"].pow(2).sum().backward()
         grads.append(mem.grad)
     torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-4)
+
+
+def test_attention_mask_all_ones_is_fast_and_padding_mask_uses_tl():
+    ref, opt = pair("llama_gqa")
+    toks = tokens(B=2, vocab=ref.cfg.d_vocab)
+    ones = torch.ones_like(toks)
+    torch.testing.assert_close(
+        opt(toks, attention_mask=ones), ref(toks, attention_mask=ones), atol=ATOL, rtol=1e-5
+    )
+    assert fast.stats(opt) == {"fast_attn": ref.cfg.n_layers, "tl_attn": 0}
+    left_pad = ones.clone()
+    left_pad[0, :3] = 0
+    out0, out1 = ref(toks, attention_mask=left_pad), opt(toks, attention_mask=left_pad)
+    torch.testing.assert_close(out1[:, 3:], out0[:, 3:], atol=ATOL, rtol=1e-5)
+    assert fast.stats(opt)["tl_attn"] == ref.cfg.n_layers
+
+
+def test_bf16_weights_model_is_not_upcast():
+    """A model loaded in bf16 keeps computing in bf16 on the fast path (default precision follows the weights)."""
+    ref = HookedTransformer(llama_cfg(dtype=torch.bfloat16))
+    ref.eval().requires_grad_(False)
+    opt = fast.optimize(copy.deepcopy(ref))
+    toks = tokens(B=2, vocab=ref.cfg.d_vocab)
+    a, b = ref(toks), opt(toks)
+    assert b.dtype == a.dtype == torch.bfloat16
+    assert float((a.float() - b.float()).abs().max()) < 0.05 * float(a.float().abs().max())
+    w = opt.blocks[0].attn._cramlens_qkv._cramlens_cache
+    assert list(w) == [torch.bfloat16]

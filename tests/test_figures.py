@@ -347,3 +347,67 @@ def test_make_figures_draws_knockout_downstream_and_sink_results(tmp_path, capsy
                  "sink_table", "downstream_table", "downstream_accuracy", "mmlu_modes", "mmlu_accuracy"):  # fmt: skip
         assert (out / f"{name}.html").exists(), (name, log)
     assert "skip " not in log and "FAIL" not in log and "8 figures" in log
+    assert not (out / "README.md").exists()  # --only never replaces the index of the full set
+
+
+def test_make_figures_draws_the_other_analyses_results(tmp_path, capsys):
+    """trajectory.json (landscape, PCA reconstruction), probes.json, LR sweep, depth and capacity results."""
+    main = make_figures_script().main
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    write_run(runs / "prog6", synthetic_rows())
+    for lr in (0.1, 0.5):  # the diversity sweep: same texts and seed, two learning rates
+        config = {"settings": {"kind": "progressive", "model": "synthetic", "layout": LAYOUT, "seed": 0,
+                               "recipe": {"lr": lr, "init": "random0.02"}}, "created": "now"}  # fmt: skip
+        RunDir.open(runs / f"lrsweep_{lr:g}", config).append_rows(synthetic_rows())
+    grid = [[0.1 * (i + j) for j in range(3)] for i in range(3)]
+    land = {"0": {"basin": {"3": 0.5}, "anchors": {"3": [0.0, 0.0]}, "pc12": 0.9, "a": [-1, 0, 1], "b": [-1, 0, 1],
+                  "maps": {"3": grid}}}  # fmt: skip
+    recon = [{"sample_id": 0, "k": k, "length": 5, "accuracy": a, "first_wrong": 0, "explained": a, "rel_error": 1 - a}
+             for k, a in ((0, 0.2), (2, 0.6), (4, 1.0))]  # fmt: skip
+    (results / "trajectory").mkdir(parents=True)
+    (results / "trajectory" / "trajectory.json").write_text(
+        json.dumps({"source": str(runs / "prog6"), "pca_reconstruction": recon, "landscape": land})
+    )
+    probes = [{"condition": c, "task": "token@1", "kind": "identity", "layer": layer, "score": 0.5 + 0.1 * layer,
+               "shuffled": 0.5, "chance": 0.5} for c in ("crammed", "random") for layer in range(3)]  # fmt: skip
+    (results / "probes").mkdir()
+    (results / "probes" / "probes.json").write_text(json.dumps({"meta": {"names": {"token@1": "token 1"}, "n": 9,
+                                                                         "model": "m"}, "rows": probes}))  # fmt: skip
+    cap = runs / "capacity" / "m"
+    for variant, h in (("first1", 3.0), ("full", 8.0)):
+        (cap / variant).mkdir(parents=True)
+        (cap / variant / "result.json").write_text(
+            json.dumps({"model": "m", "variant": variant, "horizon_mean": h})
+        )
+    sample = {"source": "pg19", "variant": "full", "text_id": "t", "horizon": 5, "seq_len": 8, "h_lm_bits": 30.0,
+              "h_comp_bits": 5.0, "information_gain_bits": 25.0, "compression_ratio": 5.0, "utilisation": 0.01,
+              "bits_per_token": 7.5, "steps": 100}  # fmt: skip
+    (cap / "capacity_samples.json").write_text(
+        json.dumps([sample, {**sample, "source": "builtin", "horizon": 7}])
+    )
+    only = [
+        "accuracy_landscape",
+        "pca_reconstruction",
+        "probes",
+        "solution_diversity",
+        "depth_heatmap",
+        "capacity_bits",
+    ]
+    main(
+        [
+            "--out",
+            str(tmp_path / "f"),
+            "--runs",
+            str(runs),
+            "--results",
+            str(results),
+            "--no-png",
+            "--only",
+            *only,
+        ]
+    )
+    log = capsys.readouterr().out
+    assert "skip " not in log and "FAIL" not in log, log
+    for name in ("accuracy_landscape_sample0", "pca_reconstruction", "probes", "solution_diversity", "depth_heatmap",
+                 "capacity_bits_m"):  # fmt: skip
+        assert (tmp_path / "f" / f"{name}.html").exists(), (name, log)

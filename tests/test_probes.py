@@ -120,4 +120,5 @@ def test_smollm2_memory_position_is_causal(smollm2):
         _, cache = smollm2.run_with_cache(
             torch.tensor([[0, 504, 2328, 30]] * 2), names_filter=lambda n: n in names
         )
-    assert torch.allclose(A, torch.stack([cache[n][:, 0] for n in names], 1), atol=1e-4, rtol=1e-4)
+    B = torch.stack([cache[n][:, 0] for n in names], 1)
+    assert float((A - B).norm() / B.norm()) < 1e-5  # equal up to fp32 reduction order (different widths)

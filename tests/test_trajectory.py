@@ -165,9 +165,11 @@ def test_reconstruction_and_landscape_evaluate_the_right_embeddings(tiny_llama):
 
 @pytest.mark.integration
 def test_smollm2_short_trajectory(smollm2):
-    run = progressive_cram(smollm2, ["The cat sat on the mat and"], seq_len=4, recipe="fast", steps_per_stage=300,
-                           check_greedy=False)  # fmt: skip
+    """A real (very short) progressive run through geometry, reconstruction and surprisal pairs."""
+    run = progressive_cram(smollm2, ["The cat sat on the mat"], seq_len=3, recipe="fast", steps_per_stage=120,
+                           steps_per_sample=400, check_greedy=False)  # fmt: skip
     geo = tj.geometry_table(run)
     assert geo and geo[0]["stages"] >= 2 and 0 < geo[0]["pc1"] <= 1
     rec = tj.pca_reconstruction(smollm2, run, 0)
     assert max(rec, key=lambda r: r["k"])["accuracy"] == 1.0
+    assert all(p["steps"] >= 0 and p["surprisal"] >= 0 for p in su.step_pairs(run))
