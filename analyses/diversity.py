@@ -12,7 +12,8 @@ converged length]``; a *group* is a (sample, ``L``) whose stage ``L`` converged 
 - **Sol. dist.** = mean pairwise ``||e*_a - e*_b||`` / mean over runs of ``disp_eta``;
 - **Dir. cos.** = mean pairwise cosine of the unit displacements ``(e*_eta - e_0) / disp_eta``
   (random directions in ``R^D``: mean 0, spread ``1/sqrt(D)``, the paper's "random baseline");
-- **IG CV** = std / |mean| of ``information_gain_bits`` across the group's runs (population std, %).
+- **IG CV** = std / |mean| of ``information_gain_bits`` across the group's runs (population std, %);
+- ``sol_dist_orth``: what Sol. dist. would be if the displacements, with their actual lengths, were orthogonal.
 
 Summary (:func:`summarize`): ``N`` groups, Sol. dist. median [IQR], mean Dir. cos., pooled mean IG CV, and
 **Disp. ratio** = mean ``disp`` at the largest LR / mean ``disp`` at the smallest LR (over the groups holding both).
@@ -68,6 +69,7 @@ class Group:
     dir_cos: float
     ig_cv: float
     disp: dict[float, float]
+    sol_dist_orth: float = float("nan")  # Sol. dist. if the displacements were orthogonal (same lengths)
 
 
 def group_metrics(e0: torch.Tensor, solutions: Sequence[torch.Tensor], igs: Sequence[float]) -> dict:
@@ -83,8 +85,10 @@ def group_metrics(e0: torch.Tensor, solutions: Sequence[torch.Tensor], igs: Sequ
     cos = [float(U[a] @ U[b]) for a, b in pairs]
     mean_ig = sum(igs) / len(igs)
     sd_ig = statistics.pstdev(igs) if len(igs) > 1 else 0.0
+    orth = [math.hypot(float(disp[a]), float(disp[b])) for a, b in pairs]
     return {
         "sol_dist": (sum(dist) / len(dist)) / float(disp.mean()),
+        "sol_dist_orth": (sum(orth) / len(orth)) / float(disp.mean()),
         "dir_cos": sum(cos) / len(cos),
         "ig_cv": 100.0 * sd_ig / abs(mean_ig) if mean_ig != 0 else float("nan"),
         "disp": [float(x) for x in disp],
@@ -128,16 +132,9 @@ def solution_groups(
                 [torch.as_tensor(r["embedding"]) for r in rows],
                 [float(r["information_gain_bits"]) for r in rows],
             )
+            disp = dict(zip(have, m["disp"], strict=True))
             groups.append(
-                Group(
-                    sid,
-                    L,
-                    have,
-                    m["sol_dist"],
-                    m["dir_cos"],
-                    m["ig_cv"],
-                    dict(zip(have, m["disp"], strict=True)),
-                )
+                Group(sid, L, have, m["sol_dist"], m["dir_cos"], m["ig_cv"], disp, m["sol_dist_orth"])
             )
     return groups
 
@@ -173,6 +170,7 @@ def summarize(groups: Sequence[Group], d: int | None = None) -> dict:
         "sol_dist_median": statistics.median(sd),
         "sol_dist_q1": _quantile(sd, 0.25),
         "sol_dist_q3": _quantile(sd, 0.75),
+        "sol_dist_orth_median": statistics.median(g.sol_dist_orth for g in groups),
         "dir_cos": statistics.mean(g.dir_cos for g in groups),
         "disp_ratio": ratio,
         "disp_by_lr": per_lr,

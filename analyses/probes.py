@@ -22,7 +22,7 @@ it (what a normal forward pass keeps about earlier tokens).
 
 **Tasks** (labels per text).
 ``token@k``: identity of the ``k``-th text token (1-based). The vocabulary is far larger than ``N``, so identity is
-decoded by a linear map (ridge, multi-output) from activations into the model's input-embedding space (targets
+decoded by a linear map (ridge, multi-output, :func:`ridge_loo_predict`) from activations into the model's input-embedding space (targets
 ``W_E[x_k]``, unit-normalised) and scored by **2-vs-2 accuracy** on held-out samples: for every held-out pair ``i, j``
 with different tokens, correct when ``cos(p_i, t_i) + cos(p_j, t_j) > cos(p_i, t_j) + cos(p_j, t_i)``. Chance 0.5;
 unseen token classes can be decoded.
@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from sklearn.linear_model import RidgeClassifierCV, RidgeCV
+from sklearn.linear_model import RidgeClassifierCV
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
@@ -133,6 +133,28 @@ def _folds(n: int, groups: Sequence | None, n_splits: int):
     return list(GroupKFold(n_splits=k).split(np.zeros(n), groups=groups))
 
 
+def ridge_loo_predict(Xtr: np.ndarray, Ytr: np.ndarray, Xte: np.ndarray, alphas=ALPHAS) -> np.ndarray:
+    """Multi-output ridge with an unpenalised intercept, ``alpha`` chosen by exact leave-one-out error (summed over
+    outputs), solved in the dual (``n << d``): the same estimator as ``sklearn.linear_model.RidgeCV`` (checked in the
+    tests), ~100x faster for hundreds of outputs."""
+    mx, my = Xtr.mean(0), Ytr.mean(0)
+    Xc, Yc = Xtr - mx, Ytr - my
+    n = Xc.shape[0]
+    lam, Q = np.linalg.eigh(Xc @ Xc.T)
+    lam = lam.clip(min=0.0)
+    QtY = Q.T @ Yc
+    best, best_a = np.inf, alphas[0]
+    for a in alphas:
+        w = lam / (lam + a)
+        resid = Yc - Q @ (w[:, None] * QtY)
+        h = (Q**2) @ w + 1.0 / n  # diagonal of the hat matrix, intercept included
+        err = float(((resid / (1.0 - h).clip(min=1e-12)[:, None]) ** 2).sum())
+        if err < best:
+            best, best_a = err, a
+    dual = Q @ (QtY / (lam + best_a)[:, None])
+    return (Xte - mx) @ Xc.T @ dual + my
+
+
 def identity_2v2(X: np.ndarray, tokens: np.ndarray, W_E: np.ndarray, folds) -> float:
     """Held-out 2-vs-2 accuracy of a ridge map from ``X`` to unit token embeddings ``W_E[tokens]``."""
     T = W_E[tokens]
@@ -140,7 +162,7 @@ def identity_2v2(X: np.ndarray, tokens: np.ndarray, W_E: np.ndarray, folds) -> f
     hits = total = 0
     for tr, te in folds:
         sc = StandardScaler().fit(X[tr])
-        P = RidgeCV(alphas=ALPHAS).fit(sc.transform(X[tr]), T[tr]).predict(sc.transform(X[te]))
+        P = ridge_loo_predict(sc.transform(X[tr]), T[tr], sc.transform(X[te]))
         P = P / np.linalg.norm(P, axis=1, keepdims=True).clip(1e-12)
         S = P @ T[te].T  # S[i, j] = cos(p_i, t_j)
         d = np.diag(S)

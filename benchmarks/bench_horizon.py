@@ -8,8 +8,8 @@ Modes, all on the same ``fast.optimize``-d model and the same texts (first 64 to
 - ``c``: the geometric + bisect schedule (``schedule="geometric"``, ``batch_size=4``).
 
 The paper recipe (lr 0.1, betas (0.9, 0.9), wd 0.01, cosine_with_min_lr, warmup 100, 1000 steps per stage) with
-``steps_per_sample`` capped at ``--budget`` so the whole run fits in ~20 minutes on 2 shared cores (the cosine
-schedule then spans the capped budget). ``--precision bf16`` repeats a mode with bf16 matmuls (fp32 memory and
+``steps_per_sample`` capped at ``--budget`` (default 400; the cosine schedule then spans the capped budget): a, b and c
+together took ~10 CPU-minutes at 1 thread, well under 20 minutes on an unloaded machine. ``--precision bf16`` repeats a mode with bf16 matmuls (fp32 memory and
 Adam state) for the horizon-identity check that decides whether bf16 may be the default.
 
     .venv/bin/python benchmarks/bench_horizon.py                    # a, b, c at fp32
@@ -49,7 +49,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modes", nargs="+", default=["a", "b", "c"], choices=list(MODES))
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    ap.add_argument("--budget", type=int, default=600, help="steps_per_sample cap (paper: 10,000)")
+    ap.add_argument("--budget", type=int, default=400, help="steps_per_sample cap (paper: 10,000)")
     ap.add_argument("--stage-budget", type=int, default=1000, help="steps_per_stage (paper: 1000)")
     ap.add_argument("--texts", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=64)

@@ -79,7 +79,7 @@ class CramStep:
         sc.loss.sum().backward()
         self.opt.step(self.active)
         self.opt.zero_grad()
-        return float(sc.loss.sum())
+        return float(sc.loss.detach().sum())
 
 
 class HFStep:
@@ -105,7 +105,7 @@ class HFStep:
         loss.sum().backward()
         self.opt.step()
         self.opt.zero_grad()
-        return float(loss.sum())
+        return float(loss.detach().sum())
 
 
 def run_cell(models, hf, B, L, reps, warmup, variants, vocab):

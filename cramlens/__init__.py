@@ -1,7 +1,7 @@
 """cramlens: token cramming on TransformerLens hooks.
 
     import cramlens as cl
-    model = cl.load_model("smollm2-135m")
+    model = cl.optimize(cl.load_model("smollm2-135m"))   # fused weights + SDPA where no hook looks
     texts = cl.load_texts("builtin", model.tokenizer, n_samples=2, seq_len=32)
     run = cl.progressive_cram(model, texts)
     run[0].generate()
@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", message=".*index_reduce.*")
 
 from .cramming import cram, prepare_texts, progressive_cram  # noqa: E402
 from .errors import CramlensError  # noqa: E402
+from .fast import optimize  # noqa: E402
 from .hooks import (  # noqa: E402
     HookSet,
     capture,
@@ -52,6 +53,7 @@ __all__ = [
     "capture",
     "capture_attention_to",
     "cram",
+    "optimize",
     "forward_knockout",
     "get_recipe",
     "greedy_decode",

@@ -55,8 +55,8 @@ def samples_from_rows(rows: list[dict], kind: str, layout: Layout, model=None) -
                 horizon=int(horizon),
                 steps=int(best.get("steps_taken", 0) or 0),
                 steps_spent=int(last.get("steps_spent", last.get("steps_taken", 0)) or 0),
-                information_gain_bits=float(best.get("information_gain_bits") or float("nan")),
-                h_lm_bits=float(best.get("h_lm_bits", float("nan")) or float("nan")),
+                information_gain_bits=_num(best.get("information_gain_bits")),
+                h_lm_bits=_num(best.get("h_lm_bits")),
                 accuracy_final=float(last.get("final_convergence", float("nan"))),
                 reason=last.get("reason", ""),
                 model=model,
@@ -103,3 +103,7 @@ def load_trajectories(
         rows.append(r)
     config = {"settings": {"kind": "progressive", "source": str(source)}, "created": ""}
     return CramRun("progressive", samples_from_rows(rows, "progressive", Layout(), model), rows, config, None)
+
+
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)

@@ -126,7 +126,8 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
     for row in PAPER:
         t.add_row(row[0], str(row[1]), f"{row[2]}%", row[3], f"{row[4]:+.2f}", row[5])
     t.caption = (
-        f"random-direction cosine baseline 1/sqrt(d) = {s.get('random_cos', float('nan')):.3f} (d = {d})"
+        f"random-direction cosine baseline 1/sqrt(d) = {s.get('random_cos', float('nan')):.3f} (d = {d}); "
+        f"Sol. dist. if the displacements were orthogonal (ours): {s.get('sol_dist_orth_median', float('nan')):.2f}"
     )
     console.print(t)
     ht = Table(title="Per learning rate", title_justify="left")
@@ -158,27 +159,45 @@ def figures(groups, s: dict, out: Path) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("Sol. dist. vs prefix length", "Dir. cos. vs prefix length",
-                                                        "|e* - e0| by learning rate"))  # fmt: skip
-    for sid in sorted({g.sample_id for g in groups}):
-        gs = [g for g in groups if g.sample_id == sid]
-        fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.sol_dist for g in gs], mode="lines+markers",
-                                 name=f"sample {sid}", legendgroup=str(sid)), 1, 1)  # fmt: skip
-        fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.dir_cos for g in gs], mode="lines+markers",
-                                 name=f"sample {sid}", legendgroup=str(sid), showlegend=False), 1, 2)  # fmt: skip
-    fig.add_hline(
-        y=math.sqrt(2), line_dash="dot", annotation_text="sqrt(2): orthogonal, equal length", row=1, col=1
+    titles = (
+        "Sol. dist. (dotted: if orthogonal)",
+        "Dir. cos. of displacements",
+        "|e* - e0| by learning rate",
     )
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles)
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    for i, sid in enumerate(sorted({g.sample_id for g in groups})):
+        gs = [g for g in groups if g.sample_id == sid]
+        x = [g.length for g in gs]
+        line = dict(color=palette[i % len(palette)])
+        kw = dict(legendgroup=str(sid), line=line, marker=line)
+        fig.add_trace(
+            go.Scatter(x=x, y=[g.sol_dist for g in gs], mode="lines+markers", name=f"sample {sid}", **kw),
+            1,
+            1,
+        )
+        fig.add_trace(
+            go.Scatter(x=x, y=[g.sol_dist_orth for g in gs], mode="lines", showlegend=False,
+                       legendgroup=str(sid), line=dict(color=line["color"], dash="dot")), 1, 1,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=x, y=[g.dir_cos for g in gs], mode="lines+markers", showlegend=False, **kw), 1, 2
+        )
     rc = s["random_cos"]
-    fig.add_hrect(y0=-rc, y1=rc, fillcolor="grey", opacity=0.2, line_width=0, row=1, col=2)
+    fig.add_hrect(y0=-rc, y1=rc, fillcolor="grey", opacity=0.25, line_width=0, row=1, col=2)
     for lr in s["lrs"]:
         gs = [g for g in groups if lr in g.disp]
-        fig.add_trace(go.Scatter(x=[g.length for g in gs], y=[g.disp[lr] for g in gs], mode="markers",
-                                 name=f"lr {lr:g}"), 1, 3)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[g.length for g in gs], y=[g.disp[lr] for g in gs], mode="markers", name=f"lr {lr:g}"
+            ),
+            1,
+            3,
+        )
     fig.update_xaxes(title_text="prefix length L (tokens)")
     fig.update_yaxes(type="log", row=1, col=3)
     fig.update_layout(
-        title="Solution diversity across learning rates (shaded: ±1/sqrt(d))", width=1400, height=450
+        title="Solution diversity across learning rates (grey band: ±1/sqrt(d))", width=1400, height=450
     )
     save(fig, out / "diversity")
 

@@ -42,11 +42,19 @@ def parse(argv=None) -> argparse.Namespace:
         default="auto",
         help="comma list of k / layers for the control curves ('auto': 0-4, 6, 8, 12, 16, 20, 24, L-1, L; 'all')",
     )
-    g.add_argument("--items", type=int, default=48, help="converged items to sweep")
+    g.add_argument("--items", type=int, default=64, help="crammed items to sweep (first in selection order)")
     g.add_argument("--batch-items", type=int, default=8, help="items per forward (x4 endings)")
     g.add_argument("--no-sweep", action="store_true", help="only the sink table")
     g.add_argument(
-        "--unconverged", action="store_true", help="also sweep contexts that do not reconstruct exactly"
+        "--worker",
+        default=None,
+        help="i/n: sweep only item chunks i, i+n, ... (parallel processes; then run once without it)",
+    )
+    g.add_argument(
+        "--exact-only",
+        action="store_true",
+        help="sweep only exactly reconstructed contexts (default: every crammed item, as the paper's C.6 does; "
+        "the exact subset is summarised separately)",
     )
     g = p.add_argument_group("crams (shared with scripts/downstream.py)")
     g.add_argument(
@@ -110,15 +118,15 @@ def run_sweep(model, a, console) -> dict:
     import cramlens as cl
     from analyses import eval_figures as ef
     from analyses import knockout as ko
-    from analyses.downstream import append_results, converged, read_results, write_summary
+    from analyses.downstream import append_results, converged, write_summary
 
     items, crams = get_crams(model, a, console)
-    keep = [it for it in items if a.unconverged or converged(crams[it.id])][: a.items]
-    console.log(f"{sum(converged(crams[it.id]) for it in items)} of {len(items)} crammed contexts reconstruct "
-                f"exactly; sweeping {len(keep)}")  # fmt: skip
+    keep = [it for it in items if not a.exact_only or converged(crams[it.id])][: a.items]
+    exact = {it.id for it in keep if converged(crams[it.id])}
+    console.log(f"{len(exact)} of {len(keep)} swept contexts reconstruct exactly ({len(items)} crammed)")
     if not keep:
         raise cl.CramlensError(
-            "no crammed context reconstructs exactly; raise --max-steps or pass --unconverged"
+            "no crammed context reconstructs exactly; raise --max-steps or drop --exact-only"
         )
     L = model.cfg.n_layers
     dirs = list(ko.DIRECTIONS) if a.direction == "all" else [a.direction.replace("-", "_")]
@@ -130,11 +138,14 @@ def run_sweep(model, a, console) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({k: v for k, v in vars(a).items()}, indent=1, default=str))
-    path = out / "sweep.jsonl"
-    have = {(r["cond"], r["id"]) for r in read_results(path)}
+    wk, nw = (int(x) for x in a.worker.split("/")) if a.worker else (0, 1)
+    path = out / (f"sweep.w{wk}.jsonl" if a.worker else "sweep.jsonl")
+    have = {(r["cond"], r["id"]) for r in _all_rows(out)}
     tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
-    for s in range(0, len(keep), a.batch_items):
+    for n, s in enumerate(range(0, len(keep), a.batch_items)):
         group = keep[s : s + a.batch_items]
+        if n % nw != wk:
+            continue
         ids = [it.id for it in group]
         if all((c, i) in have for c in conds for i in ids):
             continue
@@ -148,26 +159,41 @@ def run_sweep(model, a, console) -> dict:
             return all((cond, i) in have for i in ids)
 
         ko.sweep_chunk(model, chunk, conds, tok, done=done, emit=emit)
-    rows = [r for r in read_results(path) if r["id"] in {it.id for it in keep}]
+    if a.worker:
+        console.log(f"worker {a.worker} done; run once without --worker for the summary and figures")
+        return {}
+    rows = [r for r in _all_rows(out) if r["id"] in {it.id for it in keep} and r["cond"] in set(conds)]
     summary = ko.summarize_sweep(rows)
-    mass_all = ko.attention_mass(model, _stack(keep, crams), [crams[it.id].sequence for it in keep])
-    mass_text = ko.attention_mass(model, _stack(keep, crams), [crams[it.id].sequence for it in keep], False)
-    result = {"summary": summary, "n_items": len(keep), "n_layers": L, "model": a.model,
-              "attention_mass_pct": (100 * mass_all.mean(1)).tolist(),
+    summary_exact = ko.summarize_sweep([r for r in rows if r["id"] in exact])
+    mem, seqs = _stack(keep, crams), [crams[it.id].sequence for it in keep]
+    mass_all, mass_text = ko.attention_mass(model, mem, seqs), ko.attention_mass(model, mem, seqs, False)
+    result = {"summary": summary, "summary_exact": summary_exact, "n_items": len(keep), "n_exact": len(exact),
+              "n_layers": L, "model": a.model, "attention_mass_pct": (100 * mass_all.mean(1)).tolist(),
               "attention_mass_text_queries_pct": (100 * mass_text.mean(1)).tolist()}  # fmt: skip
     write_summary(out / "summary.json", result)
-    console.print(ef.sweep_table(summary, L, f"{a.model}: knockout sweep ({len(keep)} items)"))
     figs = Path(a.figures)
-    name = a.model
-    ef.save(ef.knockout_figure(summary, L, name, "acc"), figs / f"{name}_knockout_accuracy")
-    ef.save(ef.knockout_figure(summary, L, name, "tf"), figs / f"{name}_knockout_reconstruction")
-    ef.save(
-        ef.per_layer_figure(summary, result["attention_mass_pct"], L, name),
-        figs / f"{name}_knockout_per_layer",
-    )
     ks = sorted({0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, L - 1, L} & set(range(L + 1)))
-    (figs / f"{name}_knockout.md").write_text(ef.sweep_markdown(summary, L, ks) + "\n")
+    md = []
+    for tag, summ, n in (("all", summary, len(keep)), ("exact", summary_exact, len(exact))):
+        if not summ:
+            continue
+        name = f"{a.model}_{tag}"
+        title = f"{a.model}, {n} {'crammed items' if tag == 'all' else 'exactly reconstructed items'}"
+        console.print(ef.sweep_table(summ, L, f"{title}: knockout sweep"))
+        ef.save(ef.knockout_figure(summ, L, title, "acc"), figs / f"{name}_knockout_accuracy")
+        ef.save(ef.knockout_figure(summ, L, title, "tf"), figs / f"{name}_knockout_reconstruction")
+        mass = result["attention_mass_pct"]
+        ef.save(ef.per_layer_figure(summ, mass, L, title), figs / f"{name}_knockout_per_layer")
+        md += [f"### {title}", "", ef.sweep_markdown(summ, L, ks), ""]
+    (figs / f"{a.model}_knockout.md").write_text("\n".join(md))
     return result
+
+
+def _all_rows(out: Path) -> list[dict]:
+    """Sweep rows of the run directory: ``sweep.jsonl`` and the files of parallel workers (``sweep.w*.jsonl``)."""
+    from analyses.downstream import read_results
+
+    return [r for p in sorted(out.glob("sweep*.jsonl")) for r in read_results(p)]
 
 
 def _stack(items, crams):

@@ -122,3 +122,18 @@ def test_smollm2_memory_position_is_causal(smollm2):
         )
     B = torch.stack([cache[n][:, 0] for n in names], 1)
     assert float((A - B).norm() / B.norm()) < 1e-5  # equal up to fp32 reduction order (different widths)
+
+
+def test_ridge_loo_matches_sklearn():
+    from sklearn.linear_model import Ridge, RidgeCV
+
+    rng = np.random.default_rng(5)
+    X, Y, Xte = rng.normal(size=(40, 90)), rng.normal(size=(40, 7)), rng.normal(size=(5, 90))
+    Y[:, 0] += X[:, 0] * 3
+    for a in (0.5, 30.0):  # fixed alpha: identical to sklearn's Ridge
+        np.testing.assert_allclose(
+            pr.ridge_loo_predict(X, Y, Xte, [a]), Ridge(alpha=a).fit(X, Y).predict(Xte), atol=1e-8
+        )
+    alphas = np.logspace(-2, 4, 13)  # LOO choice: the same alpha as RidgeCV's
+    ref = RidgeCV(alphas=alphas, alpha_per_target=False).fit(X, Y)
+    np.testing.assert_allclose(pr.ridge_loo_predict(X, Y, Xte, alphas), ref.predict(Xte), atol=1e-8)
