@@ -49,8 +49,20 @@ def main() -> None:
     a = p.parse_args()
     model = optimize(cl.load_model(a.model))
     texts = cl.load_texts(a.data, model.tokenizer, a.samples, a.seq_len)
-    table = Table(title=f"start-up sweep: {a.model}, {a.samples} texts, cap {a.seq_len} tokens", title_justify="left")
-    for c in ("variant", "steps→L1", "→L2", "→L4", "→L8", f"→L{a.seq_len}", "mean horizon", "tokens/100 steps", "s"):
+    table = Table(
+        title=f"start-up sweep: {a.model}, {a.samples} texts, cap {a.seq_len} tokens", title_justify="left"
+    )
+    for c in (
+        "variant",
+        "steps→L1",
+        "→L2",
+        "→L4",
+        "→L8",
+        f"→L{a.seq_len}",
+        "mean horizon",
+        "tokens/100 steps",
+        "s",
+    ):
         table.add_column(c, justify="left" if c == "variant" else "right")
     chosen = list(VARIANTS.items())
     if a.only:
@@ -60,21 +72,39 @@ def main() -> None:
         layout = cl.Layout(bos=True, mem_first=False) if v.pop("layout", None) == "bos_first" else cl.Layout()
         rc = get_recipe(v.pop("recipe"), steps_per_stage=a.steps_per_stage, **v)
         t0 = time.time()
-        run = cl.progressive_cram(model, texts, recipe=rc, layout=layout, batch_size=len(texts), check_greedy=False)
+        run = cl.progressive_cram(
+            model, texts, recipe=rc, layout=layout, batch_size=len(texts), check_greedy=False
+        )
         el = time.time() - t0
         per = []
         for s in run:
             traj = run.trajectory(s.sample_id)
             per.append({L: steps_to(traj, L) for L in (1, 2, 4, 8, a.seq_len)})
+
         def mean(L, per=per):
             xs = [d[L] for d in per if d[L] is not None]
             return f"{sum(xs) / len(xs):.0f} ({len(xs)}/{len(per)})" if xs else "–"
+
         spent = sum(s.steps_spent for s in run)
         hz = sum(s.horizon for s in run) / len(run)
         rate = 100 * sum(s.horizon for s in run) / max(1, spent)
-        table.add_row(name, *(mean(L) for L in (1, 2, 4, 8, a.seq_len)), f"{hz:.1f}", f"{rate:.2f}", f"{el:.0f}")
-        print(json.dumps({"bench": "recipe_sweep", "variant": name, "steps_to": per, "horizons": run.horizons(),
-                          "steps_spent": spent, "tokens_per_100_steps": rate, "seconds": el}), flush=True)
+        table.add_row(
+            name, *(mean(L) for L in (1, 2, 4, 8, a.seq_len)), f"{hz:.1f}", f"{rate:.2f}", f"{el:.0f}"
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "recipe_sweep",
+                    "variant": name,
+                    "steps_to": per,
+                    "horizons": run.horizons(),
+                    "steps_spent": spent,
+                    "tokens_per_100_steps": rate,
+                    "seconds": el,
+                }
+            ),
+            flush=True,
+        )
     Console().print(table)
 
 

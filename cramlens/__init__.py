@@ -1,10 +1,10 @@
 """cramlens: token cramming on TransformerLens hooks.
 
-    import cramlens as cl
-    model = cl.optimize(cl.load_model("smollm2-135m"))   # fused weights + SDPA where no hook looks
-    texts = cl.load_texts("builtin", model.tokenizer, n_samples=2, seq_len=32)
-    run = cl.progressive_cram(model, texts)
-    run[0].generate()
+import cramlens as cl
+model = cl.optimize(cl.load_model("smollm2-135m"))   # fused weights + SDPA where no hook looks
+texts = cl.load_texts("builtin", model.tokenizer, n_samples=2, seq_len=32)
+run = cl.progressive_cram(model, texts)
+run[0].generate()
 """
 
 import warnings
@@ -31,7 +31,7 @@ from .layout import Layout  # noqa: E402
 from .loading_runs import load_run, load_trajectories  # noqa: E402
 from .metrics import greedy_decode, greedy_reconstruction, surprisal_bits, teacher_forced_accuracy  # noqa: E402
 from .recipe import PRESETS, Recipe, get_recipe  # noqa: E402
-from .results import CramRun, CrammedSample  # noqa: E402
+from .results import CrammedSample, CramRun  # noqa: E402
 
 try:  # written in parallel; importable once present
     from .models import available_models, load_model  # noqa: E402,F401

@@ -49,7 +49,9 @@ def reconstruction_rows(model, run: CramRun, method: str) -> list[Reconstruction
         wrong = (~sc.correct).nonzero()
         tf_first = int(batch.t_index[wrong[0, 0]]) if len(wrong) else None
         g = greedy_reconstruction(model, mem, [seq], s.layout)[0]
-        out.append(ReconstructionRow(method, s.sample_id, n, tf, g.match, g.exact, g.first_mismatch, tf_first))
+        out.append(
+            ReconstructionRow(method, s.sample_id, n, tf, g.match, g.exact, g.first_mismatch, tf_first)
+        )
     return out
 
 
@@ -83,8 +85,19 @@ def _median(xs):
 
 
 def table(rows: list[ReconstructionRow]) -> Table:
-    t = Table(title="Reconstruction: teacher forcing vs greedy (full @0.99 vs progressive)", title_justify="left")
-    for c in ("method", "samples", "tokens", "TF %", "greedy %", "exact %", "first miss ≤0/≤1/≤2 %", "median first miss"):
+    t = Table(
+        title="Reconstruction: teacher forcing vs greedy (full @0.99 vs progressive)", title_justify="left"
+    )
+    for c in (
+        "method",
+        "samples",
+        "tokens",
+        "TF %",
+        "greedy %",
+        "exact %",
+        "first miss ≤0/≤1/≤2 %",
+        "median first miss",
+    ):
         t.add_column(c, justify="left" if c == "method" else "right")
     for method, s in summary(rows).items():
         t.add_row(

@@ -22,64 +22,115 @@ def default_data() -> str:
 
 def add_model_args(p: argparse.ArgumentParser, model: str = "smollm2-135m") -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=model, help="registry name (smollm2-135m, gemma-3-270m, tiny-llama, tiny-gpt2), "
-                   "a local Hugging Face directory, or a hub id (needs network)")
-    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available, else cpu)")
+    g.add_argument(
+        "--model",
+        default=model,
+        help="registry name (smollm2-135m, gemma-3-270m, tiny-llama, tiny-gpt2), "
+        "a local Hugging Face directory, or a hub id (needs network)",
+    )
+    g.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available, else cpu)"
+    )
     g.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
-    g.add_argument("--no-fast", action="store_true",
-                   help="run TransformerLens's own forward (no fused weights / SDPA fast path; same results)")
+    g.add_argument(
+        "--no-fast",
+        action="store_true",
+        help="run TransformerLens's own forward (no fused weights / SDPA fast path; same results)",
+    )
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def add_data_args(p: argparse.ArgumentParser, samples: int = 4, seq_len: int = 64) -> None:
     g = p.add_argument_group("texts")
-    g.add_argument("--data", default=default_data(),
-                   help="builtin (CPython docs), random-words, a .txt/.jsonl file or folder, or a hub data set "
-                   "(pg19, pg19_1k; needs network). Default: ../shared/data/pg19 when present, else builtin")
+    g.add_argument(
+        "--data",
+        default=default_data(),
+        help="builtin (CPython docs), random-words, a .txt/.jsonl file or folder, or a hub data set "
+        "(pg19, pg19_1k; needs network). Default: ../shared/data/pg19 when present, else builtin",
+    )
     g.add_argument("--samples", type=int, default=samples, help="number of texts to cram")
     g.add_argument("--seq-len", type=int, default=seq_len, help="tokens per text (BOS not counted)")
-    g.add_argument("--offset", default="start", choices=["start", "random"],
-                   help="which window of each document: its first tokens (paper) or a seeded random window")
+    g.add_argument(
+        "--offset",
+        default="start",
+        choices=["start", "random"],
+        help="which window of each document: its first tokens (paper) or a seeded random window",
+    )
 
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation (defaults come from --recipe)")
-    g.add_argument("--recipe", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"named preset (default {DEFAULT_PRESET}; 'paper' is the paper's progressive recipe)")
+    g.add_argument(
+        "--recipe",
+        default=DEFAULT_PRESET,
+        choices=sorted(PRESETS),
+        help=f"named preset (default {DEFAULT_PRESET}; 'paper' is the paper's progressive recipe)",
+    )
     g.add_argument("--lr", type=float, default=None, help="peak learning rate")
     g.add_argument("--min-lr", type=float, default=None, help="floor of the cosine schedule")
     g.add_argument("--warmup", type=int, default=None, help="linear warmup steps")
-    g.add_argument("--schedule-kind", dest="lr_schedule", default=None, choices=["cosine_with_min_lr", "constant"],
-                   help="learning-rate schedule")
+    g.add_argument(
+        "--schedule-kind",
+        dest="lr_schedule",
+        default=None,
+        choices=["cosine_with_min_lr", "constant"],
+        help="learning-rate schedule",
+    )
     g.add_argument("--beta2", type=float, default=None, help="AdamW beta2 (beta1 stays 0.9)")
     g.add_argument("--weight-decay", type=float, default=None, help="AdamW decoupled weight decay")
-    g.add_argument("--init", default=None,
-                   help="memory init: random<s> (U[0,s)), normal<s>, neg_random<s>, zeros, mean_token_embeds, file:<path>")
+    g.add_argument(
+        "--init",
+        default=None,
+        help="memory init: random<s> (U[0,s)), normal<s>, neg_random<s>, zeros, mean_token_embeds, file:<path>",
+    )
     g.add_argument("--steps-per-stage", type=int, default=None, help="budget of one stage (progressive)")
     g.add_argument("--max-steps", type=int, default=None, help="budget of one sample (all its stages)")
-    g.add_argument("--threshold", type=float, default=None,
-                   help="teacher-forced accuracy that passes (1.0; 0.99 reproduces the 99%% protocol)")
-    g.add_argument("--hybrid-alpha", type=float, default=None,
-                   help="activation-alignment weight: CE + alpha*sum(1-cos) over the first --align-layers layers")
-    g.add_argument("--align-layers", type=int, default=None, help="K layers for the hybrid loss (HF index 0..K-1)")
-    g.add_argument("--leading-weight", type=float, default=None, help="CE weight of the first --leading-count targets")
-    g.add_argument("--leading-count", type=int, default=None, help="how many leading targets get --leading-weight")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="teacher-forced accuracy that passes (1.0; 0.99 reproduces the 99%% protocol)",
+    )
+    g.add_argument(
+        "--hybrid-alpha",
+        type=float,
+        default=None,
+        help="activation-alignment weight: CE + alpha*sum(1-cos) over the first --align-layers layers",
+    )
+    g.add_argument(
+        "--align-layers", type=int, default=None, help="K layers for the hybrid loss (HF index 0..K-1)"
+    )
+    g.add_argument(
+        "--leading-weight", type=float, default=None, help="CE weight of the first --leading-count targets"
+    )
+    g.add_argument(
+        "--leading-count", type=int, default=None, help="how many leading targets get --leading-weight"
+    )
 
 
 def add_layout_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("layout and parametrisation")
     g.add_argument("--mem-tokens", type=int, default=1, help="number of memory vectors m")
     g.add_argument("--no-bos", action="store_true", help="drop BOS even if the tokenizer adds one")
-    g.add_argument("--score-from-text", action="store_true",
-                   help="do not score the memory's prediction of the first token (Kuratov's protocol)")
-    g.add_argument("--bos-first", action="store_true", help="control layout [BOS][mem][x] (memory off position 0)")
+    g.add_argument(
+        "--score-from-text",
+        action="store_true",
+        help="do not score the memory's prediction of the first token (Kuratov's protocol)",
+    )
+    g.add_argument(
+        "--bos-first", action="store_true", help="control layout [BOS][mem][x] (memory off position 0)"
+    )
     g.add_argument("--low-dim", type=int, default=0, help="train e = W z + b with z of this rank (0: direct)")
-    g.add_argument("--shared-projection", action="store_true", help="one W, b for the whole run (with --low-dim)")
+    g.add_argument(
+        "--shared-projection", action="store_true", help="one W, b for the whole run (with --low-dim)"
+    )
 
 
 def add_run_args(p: argparse.ArgumentParser, out: str) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--batch-size", type=int, default=1, help="samples optimised together (each keeps its own state)")
+    g.add_argument(
+        "--batch-size", type=int, default=1, help="samples optimised together (each keeps its own state)"
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the text sampling and the memory init")
     g.add_argument("--out", default=out, help="run directory (results are written incrementally)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -110,10 +161,10 @@ def layout_from_args(a: argparse.Namespace):
 
 
 def load_model_and_texts(a: argparse.Namespace):
+    import torch
+
     from .models import load_model
     from .texts import load_texts
-
-    import torch
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -125,7 +176,9 @@ def load_model_and_texts(a: argparse.Namespace):
         from .fast import optimize
 
         optimize(model)
-    texts = load_texts(a.data, model.tokenizer, n_samples=a.samples, seq_len=a.seq_len, seed=a.seed, offset=a.offset)
+    texts = load_texts(
+        a.data, model.tokenizer, n_samples=a.samples, seq_len=a.seq_len, seed=a.seed, offset=a.offset
+    )
     return model, texts
 
 
@@ -138,5 +191,7 @@ def run_main(main: Callable[[], object]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("\ninterrupted: finished stages are saved; rerun the same command with --resume", file=sys.stderr)
+        print(
+            "\ninterrupted: finished stages are saved; rerun the same command with --resume", file=sys.stderr
+        )
         sys.exit(130)

@@ -23,7 +23,7 @@ from .layout import Layout
 from .metrics import greedy_reconstruction, surprisal_bits
 from .params import make_memory, new_shared_projection
 from .recipe import DEFAULT_PRESET, Recipe, get_recipe
-from .results import CramRun, CrammedSample
+from .results import CrammedSample, CramRun
 from .runs import RunDir, environment
 
 
@@ -49,7 +49,10 @@ def prepare_texts(
         if hasattr(t, "token_ids"):
             ids, text, tid = list(t.token_ids), t.text, t.sample_id
         elif isinstance(t, str):
-            check(model.tokenizer is not None, "the model has no tokenizer; pass token-id lists instead of strings")
+            check(
+                model.tokenizer is not None,
+                "the model has no tokenizer; pass token-id lists instead of strings",
+            )
             ids, text, tid = model.tokenizer(t, add_special_tokens=False)["input_ids"], t, f"text:{i}"
         else:
             ids = [int(x) for x in t]
@@ -173,7 +176,9 @@ def run_loops(
         token_embeds = None
         if recipe.init == "mean_token_embeds":
             with torch.no_grad():
-                token_embeds = [model.embed(torch.tensor([p.sequence], device=model.cfg.device))[0] for p in group]
+                token_embeds = [
+                    model.embed(torch.tensor([p.sequence], device=model.cfg.device))[0] for p in group
+                ]
         memory = make_memory(
             model,
             len(group),
@@ -256,7 +261,9 @@ def summarise(
         last = traj[-1]
         if kind == "full":
             best = last
-            horizon = len(p.sequence) if last["final_convergence"] >= 1.0 else _tf_prefix(model, last, p, layout)
+            horizon = (
+                len(p.sequence) if last["final_convergence"] >= 1.0 else _tf_prefix(model, last, p, layout)
+            )
         else:
             best = passed[-1] if passed else last
             horizon = best["stage_seq_len"] if passed else 0

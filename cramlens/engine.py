@@ -116,16 +116,28 @@ class CramLoop:
             [len(s) for s in self.sequences] if self.max_len is None else list(self.max_len), dtype=torch.long
         )
         mins = [self.min_len] * B if isinstance(self.min_len, int) else list(self.min_len)
-        self.state = LoopState.fresh(B, [min(int(a), int(b)) for a, b in zip(mins, self.max_lens, strict=True)])
+        self.state = LoopState.fresh(
+            B, [min(int(a), int(b)) for a, b in zip(mins, self.max_lens, strict=True)]
+        )
         sched = Schedule(
-            self.recipe.lr, self.recipe.min_lr, self.recipe.warmup, self.recipe.steps_per_sample, self.recipe.schedule
+            self.recipe.lr,
+            self.recipe.min_lr,
+            self.recipe.warmup,
+            self.recipe.steps_per_sample,
+            self.recipe.schedule,
         )
         self.opt = BatchedAdamW(
-            self.memory.trainable_per_sample(), sched, self.recipe.betas, self.recipe.weight_decay, self.recipe.eps
+            self.memory.trainable_per_sample(),
+            sched,
+            self.recipe.betas,
+            self.recipe.weight_decay,
+            self.recipe.eps,
         )
         shared = self.memory.trainable_shared()
         self.shared_opt = (
-            BatchedAdamW(shared, sched, self.recipe.betas, self.recipe.weight_decay, self.recipe.eps) if shared else None
+            BatchedAdamW(shared, sched, self.recipe.betas, self.recipe.weight_decay, self.recipe.eps)
+            if shared
+            else None
         )
 
     # ----------------------------------------------------------------- state for checkpoints / resume
@@ -146,7 +158,9 @@ class CramLoop:
             v.copy_(t[f"shared.{k}"])
         self.opt.load_state_tensors({k[4:]: v for k, v in t.items() if k.startswith("opt.")})
         if self.shared_opt is not None:
-            self.shared_opt.load_state_tensors({k[11:]: v for k, v in t.items() if k.startswith("shared_opt.")})
+            self.shared_opt.load_state_tensors(
+                {k[11:]: v for k, v in t.items() if k.startswith("shared_opt.")}
+            )
         self.state.load({k[5:]: v for k, v in t.items() if k.startswith("loop.")})
 
     # ----------------------------------------------------------------- the loop
@@ -180,10 +194,15 @@ class CramLoop:
         align = self.recipe.hybrid_alpha > 0 and self.clean_hidden is not None
         layers = list(range(max(0, min(self.recipe.align_layers - 1, self.model.cfg.n_layers))))
         if align:
-            hooks = hooks + capture([f"blocks.{layer}.hook_resid_post" for layer in layers], store, detach=False)
+            hooks = hooks + capture(
+                [f"blocks.{layer}.hook_resid_post" for layer in layers], store, detach=False
+            )
         resid = residual_at_targets(self.model, mem, batch, hooks)
         scores = score(
-            logits_from_residual(self.model, resid), batch, self.recipe.leading_weight, self.recipe.leading_count
+            logits_from_residual(self.model, resid),
+            batch,
+            self.recipe.leading_weight,
+            self.recipe.leading_count,
         )
         loss = scores.loss
         if align:
@@ -225,7 +244,9 @@ class CramLoop:
                 self._emit(on_stage, j, False, acc[r], losses[r], ce_bits[r], min_margin[r], emb, "nan_loss")
                 continue
             passed = bool(acc[r] >= rc.threshold)
-            out_of_budget = int(st.stage_steps[j]) >= rc.steps_per_stage or int(st.spent[j]) >= rc.steps_per_sample
+            out_of_budget = (
+                int(st.stage_steps[j]) >= rc.steps_per_stage or int(st.spent[j]) >= rc.steps_per_sample
+            )
             if passed or out_of_budget:
                 emb = self.memory.materialize().detach() if emb is None else emb
                 self._emit(on_stage, j, passed, acc[r], losses[r], ce_bits[r], min_margin[r], emb, "")

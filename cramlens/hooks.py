@@ -138,7 +138,9 @@ def knockout(
 
     def row_index(n_q: int):
         if isinstance(queries, str):
-            check(queries in ("after", "all"), f"knockout: queries={queries!r}; use 'after', 'all' or positions")
+            check(
+                queries in ("after", "all"), f"knockout: queries={queries!r}; use 'after', 'all' or positions"
+            )
             return slice(max(keys) + 1, n_q) if queries == "after" else slice(0, n_q)
         return queries
 

@@ -101,7 +101,10 @@ def build_batch(
     if pad_to is not None:
         width = max(width, pad_to)
     n_ctx = model.cfg.n_ctx
-    check(width <= n_ctx, f"input of {width} positions exceeds the model context {n_ctx}; use a shorter --seq-len")
+    check(
+        width <= n_ctx,
+        f"input of {width} positions exceeds the model context {n_ctx}; use a shorter --seq-len",
+    )
     device = model.cfg.device
     ids = torch.full((len(rows), width), PLACEHOLDER_ID, dtype=torch.long)
     for b, r in enumerate(rows):

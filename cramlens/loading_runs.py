@@ -9,7 +9,7 @@ import torch
 
 from .errors import CramlensError, check
 from .layout import Layout
-from .results import CramRun, CrammedSample
+from .results import CrammedSample, CramRun
 from .runs import read_config, read_rows
 
 TRAJECTORIES_HUB = "mrsndmn/progressive_cramming_trajectories"
@@ -67,7 +67,10 @@ def samples_from_rows(rows: list[dict], kind: str, layout: Layout, model=None) -
 
 
 def load_trajectories(
-    source: str | os.PathLike = TRAJECTORIES_HUB, config_name: str | None = None, split: str = "train", model=None
+    source: str | os.PathLike = TRAJECTORIES_HUB,
+    config_name: str | None = None,
+    split: str = "train",
+    model=None,
 ) -> CramRun:
     """The paper's released progressive trajectories (hub id, or a local ``save_to_disk`` / parquet / jsonl path).
 
@@ -87,7 +90,9 @@ def load_trajectories(
             ds = datasets.load_dataset(str(source), config_name, split=split)
     except Exception as e:  # offline, unknown name, or corrupt files
         if p.exists():
-            raise CramlensError(f"could not read trajectories at {p}: {type(e).__name__}; pass a datasets dir") from e
+            raise CramlensError(
+                f"could not read trajectories at {p}: {type(e).__name__}; pass a datasets dir"
+            ) from e
         raise CramlensError(
             f"could not load {source!r} from the Hugging Face hub (it needs network: {type(e).__name__}); "
             "download it where online and pass the local path"
@@ -99,7 +104,9 @@ def load_trajectories(
         check(emb is not None, f"{source}: rows have no 'embedding' field; is this a trajectories table?")
         t = torch.tensor(emb, dtype=torch.float32)
         r["embedding"] = t.reshape(-1, t.shape[-1]) if t.dim() > 1 else t.reshape(1, -1)
-        r.setdefault("converged", float(r.get("final_convergence", 0.0)) >= float(r.get("convergence_threshold", 1.0)))
+        r.setdefault(
+            "converged", float(r.get("final_convergence", 0.0)) >= float(r.get("convergence_threshold", 1.0))
+        )
         rows.append(r)
     config = {"settings": {"kind": "progressive", "source": str(source)}, "created": ""}
     return CramRun("progressive", samples_from_rows(rows, "progressive", Layout(), model), rows, config, None)

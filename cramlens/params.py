@@ -156,7 +156,9 @@ def make_memory(
     if parametrization == "pca":
         check(pca_basis is not None, "pca parametrisation needs a fitted basis (components, mean)")
         comps, mean = pca_basis
-        g = torch.stack([torch.randn((n_mem, comps.shape[0]), generator=sample_generator(seed, i)) * 0.1 for i in indices])
+        g = torch.stack(
+            [torch.randn((n_mem, comps.shape[0]), generator=sample_generator(seed, i)) * 0.1 for i in indices]
+        )
         return Memory(
             "pca",
             {"z": g.to(device).requires_grad_(True)},

@@ -31,7 +31,10 @@ class Recipe:
         check(self.lr > 0, f"lr={self.lr}; the learning rate must be positive")
         check(0 <= self.min_lr <= self.lr, f"min_lr={self.min_lr} must be in [0, lr]")
         check(self.warmup >= 0, "warmup must be >= 0")
-        check(self.schedule in ("cosine_with_min_lr", "constant"), "schedule must be cosine_with_min_lr or constant")
+        check(
+            self.schedule in ("cosine_with_min_lr", "constant"),
+            "schedule must be cosine_with_min_lr or constant",
+        )
         check(self.steps_per_stage >= 1 and self.steps_per_sample >= 1, "step budgets must be >= 1")
         check(0 < self.threshold <= 1.0, f"threshold={self.threshold}; use a value in (0, 1]")
         check(all(0 <= b < 1 for b in self.betas), "betas must be in [0, 1)")
@@ -51,10 +54,17 @@ PRESETS: dict[str, Recipe] = {
     # The FBL quickstart for SmolLM2-135M (500 steps per stage).
     "quickstart": Recipe(steps_per_stage=500, steps_per_sample=4000),
     # Full-cramming brittleness protocol (C.1): lr 0.01, no warmup, U[0,1) init, stop at TF >= 0.99.
-    "brittleness": Recipe(lr=0.01, warmup=0, init="random1", steps_per_stage=5000, steps_per_sample=5000, threshold=0.99),
+    "brittleness": Recipe(
+        lr=0.01, warmup=0, init="random1", steps_per_stage=5000, steps_per_sample=5000, threshold=0.99
+    ),
     # Downstream/knockout crams (C.4): lr 0.1, cosine, no warmup, N(0, 0.02^2), betas (0.9, 0.999), 1000 steps.
     "downstream": Recipe(
-        warmup=0, min_lr=0.0, init="normal0.02", betas=(0.9, 0.999), steps_per_stage=1000, steps_per_sample=1000
+        warmup=0,
+        min_lr=0.0,
+        init="normal0.02",
+        betas=(0.9, 0.999),
+        steps_per_stage=1000,
+        steps_per_sample=1000,
     ),
 }
 # No warmup: the first steps are not spent at a near-zero learning rate. The start-up sweep in

@@ -43,7 +43,9 @@ class LiveProgress:
 
     def start_batch(self, k, group, loop) -> None:
         for p in group:
-            self.state.setdefault(p.sample_id, {"id": p.text_id, "n": len(p.sequence), "horizon": 0, "done": False})
+            self.state.setdefault(
+                p.sample_id, {"id": p.text_id, "n": len(p.sequence), "horizon": 0, "done": False}
+            )
 
     def update(self, loop, info, group, new_rows) -> None:
         self.iterations += 1

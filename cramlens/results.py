@@ -62,7 +62,9 @@ class CrammedSample:
         model = self._model()
         n = self.horizon if n_tokens is None else n_tokens
         pad_to = len(self.layout.prefix(model)) + self.layout.n_mem + n - 1
-        ids = greedy_decode(model, self.embedding.to(model.cfg.device)[None], n, self.layout, pad_to=pad_to)[0]
+        ids = greedy_decode(model, self.embedding.to(model.cfg.device)[None], n, self.layout, pad_to=pad_to)[
+            0
+        ]
         return model.tokenizer.decode(ids.tolist()) if as_text else ids.tolist()
 
     def accuracy(self, n_tokens: int | None = None) -> float:
@@ -81,7 +83,9 @@ class CrammedSample:
 
     def __repr__(self) -> str:
         ig = f"{self.information_gain_bits:.1f}" if math.isfinite(self.information_gain_bits) else "nan"
-        greedy = "" if self.greedy_exact is None else f", greedy {'exact' if self.greedy_exact else 'MISMATCH'}"
+        greedy = (
+            "" if self.greedy_exact is None else f", greedy {'exact' if self.greedy_exact else 'MISMATCH'}"
+        )
         preview = self.text[:40].replace("\n", " ")
         return (
             f"CrammedSample(#{self.sample_id} {self.text_id!r}: horizon {self.horizon}/{len(self.sequence)} tokens, "

@@ -99,7 +99,9 @@ class RunDir:
     rows: list[dict] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, config: dict, resume: bool = False, overwrite: bool = False) -> RunDir:
+    def open(
+        cls, path: str | os.PathLike, config: dict, resume: bool = False, overwrite: bool = False
+    ) -> RunDir:
         """Create ``path`` with ``config``; with ``resume`` continue an existing run with the same settings."""
         p = Path(path)
         cfg_path = p / CONFIG
@@ -109,9 +111,15 @@ class RunDir:
                     f"{p} already holds a run; pass --resume to continue it or choose another --out"
                 )
             old = json.loads(cfg_path.read_text())
-            diff = sorted(k for k in set(old["settings"]) | set(config["settings"])
-                          if old["settings"].get(k) != config["settings"].get(k))
-            check(not diff, f"--resume: settings differ from the run in {p} ({', '.join(diff)}); use the same flags")
+            diff = sorted(
+                k
+                for k in set(old["settings"]) | set(config["settings"])
+                if old["settings"].get(k) != config["settings"].get(k)
+            )
+            check(
+                not diff,
+                f"--resume: settings differ from the run in {p} ({', '.join(diff)}); use the same flags",
+            )
             run = cls(p)
             run.rows = read_rows(p)
             return run
@@ -145,7 +153,9 @@ class RunDir:
 
     # -------------------------------------------------------------- checkpoints of an unfinished batch
     def save_checkpoint(self, batch: int, tensors: dict[str, torch.Tensor]) -> None:
-        atomic_save_tensors(self.path / "state" / f"batch-{batch}.safetensors", tensors, {"n_rows": str(len(self.rows))})
+        atomic_save_tensors(
+            self.path / "state" / f"batch-{batch}.safetensors", tensors, {"n_rows": str(len(self.rows))}
+        )
 
     def load_checkpoint(self, batch: int) -> tuple[dict[str, torch.Tensor], int] | None:
         p = self.path / "state" / f"batch-{batch}.safetensors"
@@ -232,5 +242,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 def read_config(path: str | os.PathLike) -> dict:
     p = Path(path) / CONFIG
-    check(p.exists(), f"{Path(path)} is not a cramlens run directory (no config.json); pass the --out of a run")
+    check(
+        p.exists(), f"{Path(path)} is not a cramlens run directory (no config.json); pass the --out of a run"
+    )
     return json.loads(p.read_text())

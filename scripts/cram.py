@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Full cramming: optimise one memory per text on the whole text until teacher-forced accuracy reaches the threshold.
 
-    python scripts/cram.py --model smollm2-135m --samples 4 --seq-len 8 --out runs/cram
-    python scripts/cram.py --recipe brittleness --seq-len 96 --threshold 0.99   # the 99% protocol
+python scripts/cram.py --model smollm2-135m --samples 4 --seq-len 8 --out runs/cram
+python scripts/cram.py --recipe brittleness --seq-len 96 --threshold 0.99   # the 99% protocol
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Progressive cramming: grow the target one token at a time and report each sample's compression horizon.
 
-    python scripts/progressive.py --model smollm2-135m --samples 4 --seq-len 48 --out runs/prog
+python scripts/progressive.py --model smollm2-135m --samples 4 --seq-len 48 --out runs/prog
 """
 
 from __future__ import annotations
@@ -24,12 +24,23 @@ def parse(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("stages")
     g.add_argument("--min-len", type=int, default=1, help="first stage length (tokens, BOS included)")
     g.add_argument("--step", type=int, default=1, help="tokens added per stage")
-    g.add_argument("--schedule", default="linear", choices=["linear", "geometric"],
-                   help="linear (paper) or geometric growth + bisection with warm restore")
-    g.add_argument("--compare-full", action="store_true",
-                   help="also full-cram the same texts at threshold 0.99 and print the brittleness table")
-    g.add_argument("--full-seq-len", type=int, default=None, help="text length for --compare-full (default --seq-len)")
-    g.add_argument("--full-max-steps", type=int, default=None, help="budget of --compare-full (default: recipe's)")
+    g.add_argument(
+        "--schedule",
+        default="linear",
+        choices=["linear", "geometric"],
+        help="linear (paper) or geometric growth + bisection with warm restore",
+    )
+    g.add_argument(
+        "--compare-full",
+        action="store_true",
+        help="also full-cram the same texts at threshold 0.99 and print the brittleness table",
+    )
+    g.add_argument(
+        "--full-seq-len", type=int, default=None, help="text length for --compare-full (default --seq-len)"
+    )
+    g.add_argument(
+        "--full-max-steps", type=int, default=None, help="budget of --compare-full (default: recipe's)"
+    )
     return p.parse_args(argv)
 
 
@@ -42,7 +53,11 @@ def main(argv=None) -> None:
 
     model, texts = cli.load_model_and_texts(a)
     with shard_context(a.out, len(texts)) as shard:
-        progress = None if a.no_progress or not shard.is_main_display else LiveProgress(console, title="progressive cramming")
+        progress = (
+            None
+            if a.no_progress or not shard.is_main_display
+            else LiveProgress(console, title="progressive cramming")
+        )
         kwargs = dict(
             recipe=cli.recipe_from_args(a), layout=cli.layout_from_args(a), batch_size=a.batch_size,
             min_len=a.min_len, step=a.step, schedule=a.schedule, parametrization="low_dim" if a.low_dim else "direct",
@@ -52,7 +67,9 @@ def main(argv=None) -> None:
         mine = shard.select(texts)
         if progress is not None:
             with progress:
-                run = progressive_cram(model, mine, out=shard.out, progress=progress, first_id=shard.first_id, **kwargs)
+                run = progressive_cram(
+                    model, mine, out=shard.out, progress=progress, first_id=shard.first_id, **kwargs
+                )
         else:
             run = progressive_cram(model, mine, out=shard.out, first_id=shard.first_id, **kwargs)
         run = shard.finish(run, model)
@@ -67,10 +84,22 @@ def main(argv=None) -> None:
         if a.full_seq_len and a.full_seq_len != a.seq_len:
             from cramlens.texts import load_texts
 
-            full_texts = load_texts(a.data, model.tokenizer, a.samples, a.full_seq_len, seed=a.seed, offset=a.offset)
+            full_texts = load_texts(
+                a.data, model.tokenizer, a.samples, a.full_seq_len, seed=a.seed, offset=a.offset
+            )
         with LiveProgress(console, title="full cramming @0.99") as fp:
-            full = cram(model, full_texts, recipe=full_rc, layout=cli.layout_from_args(a), batch_size=len(full_texts),
-                        seed=a.seed, out=f"{a.out}/full", resume=a.resume, overwrite=a.overwrite, progress=fp)
+            full = cram(
+                model,
+                full_texts,
+                recipe=full_rc,
+                layout=cli.layout_from_args(a),
+                batch_size=len(full_texts),
+                seed=a.seed,
+                out=f"{a.out}/full",
+                resume=a.resume,
+                overwrite=a.overwrite,
+                progress=fp,
+            )
         rows = brittleness.reconstruction_rows(model, full, "full @0.99") + brittleness.reconstruction_rows(
             model, run, "progressive"
         )

@@ -18,7 +18,9 @@ from cramlens.recipe import Recipe
 
 
 def tiny(kind: str, bos: bool) -> HookedTransformer:
-    common = dict(n_layers=2, d_model=32, d_head=8, n_heads=4, d_vocab=97, n_ctx=96, seed=0, default_prepend_bos=bos)
+    common = dict(
+        n_layers=2, d_model=32, d_head=8, n_heads=4, d_vocab=97, n_ctx=96, seed=0, default_prepend_bos=bos
+    )
     if kind == "llama":
         cfg = HookedTransformerConfig(
             **common, n_key_value_heads=2, d_mlp=64, act_fn="silu", normalization_type="RMS",
@@ -203,7 +205,9 @@ def test_nan_loss_stops_only_that_sample(llama):
     good = [r for r in rows if r.sample == 0]
     assert len(good) == 1 and good[0].converged
     alone = []
-    CramLoop(llama, texts[:1], make_memory(llama, 1, 1, "random0.02", seed=0), FAST, min_len=2).run(on_stage=alone.append)
+    CramLoop(llama, texts[:1], make_memory(llama, 1, 1, "random0.02", seed=0), FAST, min_len=2).run(
+        on_stage=alone.append
+    )
     assert alone[0].steps_taken == good[0].steps_taken  # the NaN companion leaked nothing
 
 
@@ -232,7 +236,9 @@ def test_batch_companions_do_not_change_a_sample(llama):
     target = seqs(1, 10, seed=11)
     others = [seqs(1, n, seed=20 + n)[0] for n in (4, 7, 12)]
     alone = cl.progressive_cram(llama, target, recipe=FAST, batch_size=1, seed=0, check_greedy=False)
-    together = cl.progressive_cram(llama, target + others, recipe=FAST, batch_size=4, seed=0, check_greedy=False)
+    together = cl.progressive_cram(
+        llama, target + others, recipe=FAST, batch_size=4, seed=0, check_greedy=False
+    )
     a, b = alone.trajectory(0), together.trajectory(0)
     assert [(r["stage_seq_len"], r["steps_taken"], r["converged"]) for r in a] == [
         (r["stage_seq_len"], r["steps_taken"], r["converged"]) for r in b
@@ -292,14 +298,18 @@ def test_resume_after_interrupt_mid_stage_equals_uninterrupted(llama, tmp_path):
     texts = seqs(3, 10, seed=9)
     ref = cl.progressive_cram(llama, texts, recipe=FAST, batch_size=2, out=tmp_path / "ref")
     with pytest.raises(KeyboardInterrupt):
-        cl.progressive_cram(llama, texts, recipe=FAST, batch_size=2, out=tmp_path / "run", progress=Interrupt(137))
+        cl.progressive_cram(
+            llama, texts, recipe=FAST, batch_size=2, out=tmp_path / "run", progress=Interrupt(137)
+        )
     partial = cl.runs.read_rows(tmp_path / "run")
     assert 0 < len(partial) < len(ref.rows)
     res = cl.progressive_cram(llama, texts, recipe=FAST, batch_size=2, out=tmp_path / "run", resume=True)
     assert res.horizons() == ref.horizons()
     key = lambda r: (r["sample_id"], r["stage_index"])  # noqa: E731
     got, want = sorted(res.rows, key=key), sorted(ref.rows, key=key)
-    assert [(r["stage_seq_len"], r["steps_taken"]) for r in got] == [(r["stage_seq_len"], r["steps_taken"]) for r in want]
+    assert [(r["stage_seq_len"], r["steps_taken"]) for r in got] == [
+        (r["stage_seq_len"], r["steps_taken"]) for r in want
+    ]
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a["embedding"], b["embedding"])
     loaded = cl.load_run(tmp_path / "run", model=llama)
@@ -360,7 +370,10 @@ def test_knockout_of_all_layers_makes_text_positions_independent_of_memory(kind)
         mem = torch.randn(1, 1, 32, generator=torch.Generator().manual_seed(seed))
         outs.append(model.run_with_hooks(ids, fwd_hooks=list(cl.inject(mem) + ko))[0, 1:])
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)
-    plain = [model.run_with_hooks(ids, fwd_hooks=list(cl.inject(torch.full((1, 1, 32), float(s)))))[0, 1:] for s in (0, 1)]
+    plain = [
+        model.run_with_hooks(ids, fwd_hooks=list(cl.inject(torch.full((1, 1, 32), float(s)))))[0, 1:]
+        for s in (0, 1)
+    ]
     assert not torch.allclose(plain[0], plain[1])
 
 
@@ -386,7 +399,11 @@ def test_knockout_blocks_attention_mass_on_memory_with_gqa(llama):
     assert llama.cfg.n_key_value_heads < llama.cfg.n_heads
     ids = torch.tensor([[0] + seqs(1, 7)[0]])
     store: dict[int, torch.Tensor] = {}
-    hs = cl.inject(torch.randn(1, 1, 32)) + cl.knockout(llama, [1]) + cl.capture_attention_to(llama, store, key=0)
+    hs = (
+        cl.inject(torch.randn(1, 1, 32))
+        + cl.knockout(llama, [1])
+        + cl.capture_attention_to(llama, store, key=0)
+    )
     llama.run_with_hooks(ids, fwd_hooks=list(hs))
     assert float(store[1].max()) == 0.0 and float(store[0].min()) > 0.0
     assert math.isclose(float(store[0][0, 0]), 1 / 2, rel_tol=0.5)  # query 1 splits over keys 0..1

@@ -62,5 +62,3 @@ def test_torchrun_two_ranks_equal_single_process(tmp_path):
     _run([*torchrun, "scripts/progressive.py", *ARGS, "--out", str(multi), "--resume"], tmp_path)
     assert (multi / "rank-0" / "rows.jsonl").read_text() == before
     assert cl.load_run(multi).horizons() == a.horizons()
-
-

@@ -12,7 +12,9 @@ def test_bf16_model_keeps_greedy_exactness_at_the_horizon():
     model = cl.load_model("tiny-llama", device="cpu", dtype="bfloat16")
     assert model.cfg.dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.bfloat16
     texts = cl.load_texts("builtin", model.tokenizer, n_samples=3, seq_len=8, seed=1)
-    run = cl.progressive_cram(model, texts, recipe=Recipe(warmup=0, steps_per_stage=150, steps_per_sample=1500), batch_size=3)
+    run = cl.progressive_cram(
+        model, texts, recipe=Recipe(warmup=0, steps_per_stage=150, steps_per_sample=1500), batch_size=3
+    )
     assert all(s.embedding.dtype == torch.float32 for s in run)  # the trainable stays fp32
     assert all(s.horizon >= 2 for s in run), repr(run)
     assert all(s.greedy_exact for s in run), [repr(s) for s in run]
