@@ -26,7 +26,7 @@ demo: $(STAMP)
 		--steps-per-stage 500 --max-steps 2000 --compare-full --full-max-steps 400 --out runs/demo --resume
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not integration and not slow"

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from analyses.capacity import KURATOV, PAPER_DEPTH, PAPER_WIDTH, theoretical_capacity_tokens
+from analyses.figure_io import save_figure
 
 DEPTH_COLS = ("first1", "first2", "first4", "first8", "full")
 
@@ -95,17 +96,8 @@ def _pivot(results: Sequence[dict]) -> tuple[list[str], list[str], list[list[flo
 
 
 def write_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
-    """``<name>.html`` and, when kaleido can run a browser, ``<name>.png``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.html"]
-    fig.write_html(str(paths[0]), include_plotlyjs="cdn")
-    try:
-        fig.write_image(str(out / f"{name}.png"), scale=2)
-        paths.append(out / f"{name}.png")
-    except Exception as exc:  # no Chrome-family browser: HTML only
-        print(f"PNG export skipped ({type(exc).__name__}: {exc})")
-    return paths
+    """``<out_dir>/<name>.html`` and, when kaleido can run a browser, ``.png``."""
+    return save_figure(fig, Path(out_dir) / name)
 
 
 def depth_heatmap(results: Sequence[dict], out_dir: str | Path, name: str = "depth_heatmap") -> list[Path]:

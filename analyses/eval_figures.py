@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -28,20 +27,6 @@ PAPER_LLAMA_FORWARD_TF = {
     20: 0.31,
     24: 0.28,
 }
-
-
-def save(fig: go.Figure, path: str | Path) -> list[Path]:
-    """Write ``path.html`` and ``path.png`` (PNG needs kaleido + a Chrome-family browser; skipped if unavailable)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    out = [p.with_suffix(".html")]
-    fig.write_html(out[0], include_plotlyjs="cdn")
-    try:
-        fig.write_image(p.with_suffix(".png"), scale=2)
-        out.append(p.with_suffix(".png"))
-    except Exception as e:  # no browser for kaleido: keep the HTML
-        print(f"PNG export skipped for {p.name}: {type(e).__name__}")
-    return out
 
 
 def knockout_figure(summary: dict, n_layers: int, model_name: str, field: str = "acc") -> go.Figure:

@@ -56,7 +56,13 @@ ALPHAS = np.logspace(-1, 6, 15)
 def layer_hooks(model, layers: Sequence[int] | None = None) -> tuple[list[int], list[str]]:
     """Layer indices (0 = input to block 0, l = after block l-1) and their hook names."""
     n = model.cfg.n_layers
-    layers = list(range(n + 1)) if layers is None else [int(x) for x in layers]
+    if layers is None:  # all layers of small models; ~14 spread over the depth (denser early) otherwise
+        layers = (
+            list(range(n + 1))
+            if n <= 13
+            else sorted({0, 1, 2, 3, *np.linspace(0, n, 11).round().astype(int)})
+        )
+    layers = [int(x) for x in layers]
     check(all(0 <= x <= n for x in layers), f"probe layers must be in 0..{n}")
     names = ["blocks.0.hook_resid_pre" if x == 0 else f"blocks.{x - 1}.hook_resid_post" for x in layers]
     return layers, names
@@ -197,15 +203,22 @@ def with_chance(
 
 
 def make_tasks(
-    token_lists: Sequence[Sequence[int]], ks: Sequence[int], words: Sequence[int]
+    token_lists: Sequence[Sequence[int]], ks: Sequence[int], words: Sequence[int], min_rows: int = 10
 ) -> dict[str, tuple]:
-    """``{name: (kind, labels)}``: ``token@k`` (token ids) and ``has:<id>`` (0/1)."""
+    """``{name: (kind, labels, rows)}``: ``token@k`` (token ids, on the rows whose text has >= k tokens) and
+    ``has:<id>`` (0/1, all rows); ``rows`` is a boolean mask over ``token_lists``."""
     tasks: dict[str, tuple] = {}
     for k in ks:
-        if all(len(t) >= k for t in token_lists):
-            tasks[f"token@{k}"] = ("identity", np.array([t[k - 1] for t in token_lists]))
+        mask = np.array([len(t) >= k for t in token_lists])
+        if mask.sum() >= min_rows:
+            labels = np.array([t[k - 1] if len(t) >= k else -1 for t in token_lists])
+            tasks[f"token@{k}"] = ("identity", labels, mask)
     for w in words:
-        tasks[f"has:{w}"] = ("binary", np.array([int(w in set(t)) for t in token_lists]))
+        tasks[f"has:{w}"] = (
+            "binary",
+            np.array([int(w in set(t)) for t in token_lists]),
+            np.ones(len(token_lists), bool),
+        )
     return tasks
 
 
@@ -219,23 +232,28 @@ def run_probes(
     n_shuffles: int = 3,
     seed: int = 0,
 ) -> list[dict]:
-    """Every (condition, task, layer): held-out score and shuffled-label chance. ``acts[c]`` is ``[N, len(layers), d]``."""
+    """Every (condition, task, layer): held-out score and shuffled-label chance. ``acts[c]`` is ``[N, len(layers), d]``;
+    ``groups`` (one id per row, e.g. the text) keeps all rows of a group in one fold."""
     W = np.asarray(W_E.detach().cpu().float() if isinstance(W_E, torch.Tensor) else W_E, dtype=np.float64)
-    rows = []
+    out = []
     for cond, A in acts.items():
         A = np.asarray(A.detach().cpu().double() if isinstance(A, torch.Tensor) else A)
-        folds = _folds(A.shape[0], groups, n_splits)
-        for name, (kind, labels) in tasks.items():
+        g_all = np.arange(A.shape[0]) if groups is None else np.asarray(groups)
+        for name, task in tasks.items():
+            kind, labels, mask = task if len(task) == 3 else (*task, np.ones(A.shape[0], bool))
+            idx = np.flatnonzero(mask)
+            folds = _folds(len(idx), g_all[idx], n_splits)
             for j, layer in enumerate(layers):
-                X = A[:, j]
+                X = A[idx, j]
                 if kind == "identity":
                     fn = lambda y, X=X, f=folds: identity_2v2(X, y, W, f)  # noqa: E731
                 else:
                     fn = lambda y, X=X, f=folds: binary_probe(X, y, f)  # noqa: E731
-                score, chance = with_chance(fn, labels, n_shuffles, seed)
-                rows.append({"condition": cond, "task": name, "kind": kind, "layer": int(layer), "score": score,
-                             "shuffled": chance, "chance": 0.5})  # fmt: skip
-    return rows
+                score, chance = with_chance(fn, labels[idx], n_shuffles, seed)
+                out.append({"condition": cond, "task": name, "kind": kind, "layer": int(layer), "score": score,
+                            "shuffled": chance, "chance": 0.5, "n_rows": len(idx),
+                            "n_groups": len(np.unique(g_all[idx]))})  # fmt: skip
+    return out
 
 
 def best_by(rows: Sequence[dict]) -> dict[tuple[str, str], dict]:

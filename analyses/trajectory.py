@@ -148,7 +148,7 @@ def summarize(table: Sequence[dict], keys: Sequence[str] = ("stages", "horizon",
 def pca99_vs_length(
     run: CramRun, sample_id: int, lengths: Sequence[int] | None = None, fraction: float = 0.99
 ) -> list[dict]:
-    """PCA99 of the trajectory prefix up to each target length ``L`` (stages with ``stage_seq_len <= L``)."""
+    """PCA99 and length of the trajectory prefix up to each target length ``L`` (stages with ``stage_seq_len <= L``)."""
     rows = run.trajectory(sample_id)
     if lengths is None:
         lengths = sorted({int(r["stage_seq_len"]) for r in rows})
@@ -156,8 +156,9 @@ def pca99_vs_length(
     for L in lengths:
         pre = [r for r in rows if int(r["stage_seq_len"]) <= L]
         if len(pre) >= 2:
-            out.append({"sample_id": sample_id, "length": int(L), "stages": len(pre),
-                        "pca99": pca(stage_matrix(pre)).n_for(fraction)})  # fmt: skip
+            X = stage_matrix(pre)
+            out.append({"sample_id": sample_id, "length": int(L), "stages": len(pre), "pca99": pca(X).n_for(fraction),
+                        "traj_length": trajectory_length(X)})  # fmt: skip
     return out
 
 

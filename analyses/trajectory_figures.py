@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -12,16 +10,6 @@ from plotly.subplots import make_subplots
 from cramlens import CramRun
 
 from . import trajectory as tj
-
-
-def save(fig: go.Figure, stem: str | Path) -> None:
-    """``<stem>.html`` and, when a Chrome-family browser is available for kaleido, ``<stem>.png``."""
-    Path(stem).parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(stem) + ".html", include_plotlyjs="cdn")
-    try:
-        fig.write_image(str(stem) + ".png", scale=1.5)
-    except Exception as e:  # pragma: no cover - depends on the machine
-        print(f"warning: PNG export failed ({type(e).__name__}: {e}); HTML written", file=sys.stderr)
 
 
 def pca_figure(run: CramRun, table: Sequence[dict], max_samples: int = 8) -> go.Figure:

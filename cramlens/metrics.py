@@ -52,8 +52,12 @@ def greedy_decode(
     layout: Layout = Layout(),
     pad_to: int | None = None,
     hooks: HookSet = EMPTY,
+    prompt: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy-decode ``n_tokens`` tokens from the memory alone (no KV cache, full forward each step).
+
+    ``prompt`` (``[B, k]``) is fed after the memory before decoding: the input-only first token of Kuratov's
+    scoring (``Layout(score_from="text")``), which the memory is never trained to predict.
 
     ``memory`` is ``[B, m, d]``. With ``pad_to`` every forward is right-padded to that many positions, so it runs
     with the same shapes (and kernels) as the training forward: causal masking makes the padding inert, and the
@@ -65,10 +69,14 @@ def greedy_decode(
     prefix = layout.prefix(model)
     p0 = len(prefix)
     out = torch.empty((B, 0), dtype=torch.long, device=model.cfg.device)
-    base = torch.tensor(prefix + [PLACEHOLDER_ID] * m, dtype=torch.long, device=model.cfg.device)
+    base = torch.tensor(prefix + [PLACEHOLDER_ID] * m, dtype=torch.long, device=model.cfg.device).expand(
+        B, -1
+    )
+    if prompt is not None:
+        base = torch.cat([base, prompt.to(model.cfg.device).long().expand(B, -1)], dim=1)
     hs = inject(mem, list(range(p0, p0 + m))) + hooks
     for i in range(n_tokens):
-        ids = torch.cat([base.expand(B, -1), out], dim=1)
+        ids = torch.cat([base, out], dim=1)
         width = ids.shape[1]
         if pad_to is not None and pad_to > width:
             ids = torch.cat([ids, ids.new_full((B, pad_to - width), PLACEHOLDER_ID)], dim=1)
@@ -94,14 +102,20 @@ def greedy_reconstruction(
     layout: Layout = Layout(),
     shape_consistent: bool = True,
 ) -> list[Greedy]:
-    """Greedy reconstruction of each target sequence from its memory row (one sample at a time)."""
+    """Greedy reconstruction of each target sequence from its memory row (one sample at a time).
+
+    Under Kuratov's scoring the first token is input only: it is given, and the rest is decoded and compared
+    (``first_mismatch`` still indexes ``seq``).
+    """
     mem = memory if memory.dim() == 3 else memory.unsqueeze(0)
+    k = layout.first_scored()
     results = []
     for j, seq in enumerate(sequences):
         n = len(seq)
         pad_to = len(layout.prefix(model)) + layout.n_mem + n - 1 if shape_consistent else None
-        gen = greedy_decode(model, mem[j : j + 1], n, layout, pad_to=pad_to)[0].tolist()
-        results.append(compare(gen, seq))
+        prompt = torch.tensor([list(seq[:k])], dtype=torch.long) if k else None
+        gen = greedy_decode(model, mem[j : j + 1], n - k, layout, pad_to=pad_to, prompt=prompt)[0].tolist()
+        results.append(compare(list(seq[:k]) + gen, seq))
     return results
 
 

@@ -61,11 +61,13 @@ class CrammedSample:
 
         model = self._model()
         n = self.horizon if n_tokens is None else n_tokens
+        k = min(self.layout.first_scored(), n)  # Kuratov scoring: the first token is given, not decoded
+        given = self.sequence[:k]
         pad_to = len(self.layout.prefix(model)) + self.layout.n_mem + n - 1
-        ids = greedy_decode(model, self.embedding.to(model.cfg.device)[None], n, self.layout, pad_to=pad_to)[
-            0
-        ]
-        return model.tokenizer.decode(ids.tolist()) if as_text else ids.tolist()
+        prompt = torch.tensor([given], dtype=torch.long) if k else None
+        mem = self.embedding.to(model.cfg.device)[None]
+        ids = given + greedy_decode(model, mem, n - k, self.layout, pad_to=pad_to, prompt=prompt)[0].tolist()
+        return model.tokenizer.decode(ids) if as_text else ids
 
     def accuracy(self, n_tokens: int | None = None) -> float:
         """Teacher-forced accuracy on the first ``n_tokens`` tokens (default: the horizon)."""

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from analyses.trajectory_figures import save  # noqa: E402
+from analyses.figure_io import save_figure as save  # noqa: E402
 from cramlens import cli  # noqa: E402
 
 
@@ -34,6 +34,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cram-only", action="store_true", help="cram (or resume) and stop")
+    p.add_argument("--no-cram", action="store_true", help="probe the run in --out as it is (no cramming)")
     p.add_argument(
         "--mode",
         default="progressive",
@@ -42,13 +43,24 @@ def parse(argv=None) -> argparse.Namespace:
         "wrong) or full cramming",
     )
     p.add_argument(
-        "--ks", type=int, nargs="+", default=[1, 2, 4, 8, 12], help="token positions to decode (1-based)"
+        "--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="token positions to decode (1-based)"
     )
     p.add_argument(
-        "--layers", type=int, nargs="+", default=None, help="layers (0 = injected vector; default all)"
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="layers (0 = the injected vector, l = after block l-1); default: ~14 spread over the depth",
     )
-    p.add_argument("--words", type=int, default=5, help="number of word-presence tasks (auto-chosen)")
+    p.add_argument("--words", type=int, default=4, help="number of word-presence tasks (auto-chosen)")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument(
+        "--rows",
+        default="stages",
+        choices=["stages", "final"],
+        help="probe every converged stage embedding (grouped by text in the CV; default) or only the "
+        "final embeddings of texts reconstructed in full",
+    )
     p.add_argument(
         "--shuffles", type=int, default=3, help="label permutations for the empirical chance level"
     )
@@ -60,7 +72,7 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = Console(width=150)
     from analyses import probes as pr
-    from cramlens import cram, progressive_cram
+    from cramlens import cram, load_run, progressive_cram
     from cramlens.layout import Layout
 
     rc = cli.recipe_from_args(a)
@@ -71,9 +83,12 @@ def main(argv=None) -> None:
     model, texts = cli.load_model_and_texts(a)
     layout = Layout()
     out = Path(a.out)
-    fn = progressive_cram if a.mode == "progressive" else cram
-    run = fn(model, texts, recipe=rc, layout=layout, batch_size=a.batch_size, seed=a.seed, out=out,
-             resume=out.exists(), check_greedy=False)  # fmt: skip
+    if a.no_cram:  # analyse what the run directory holds (a partial run included), no optimisation
+        run = load_run(out, model)
+    else:
+        fn = progressive_cram if a.mode == "progressive" else cram
+        run = fn(model, texts, recipe=rc, layout=layout, batch_size=a.batch_size, seed=a.seed, out=out,
+                 resume=out.exists(), check_greedy=False)  # fmt: skip
     ok = [s for s in run.samples if s.horizon == len(s.sequence)]
     console.print(
         f"{a.mode} cramming of {len(run.samples)} texts of {a.seq_len} tokens: {len(ok)} reconstructed exactly "
@@ -81,17 +96,22 @@ def main(argv=None) -> None:
     )
     if a.cram_only:
         return
-    if len(ok) < 2 * a.folds:
-        raise cli.CramlensError(
-            f"only {len(ok)} texts were reconstructed exactly; cram more or shorter texts"
-        )
     from cramlens.fast import restore
 
     restore(model)  # run_with_cache on TransformerLens's own forward
     layers, _ = pr.layer_hooks(model, a.layers)
-    emb = torch.stack([s.embedding for s in ok])
-    seqs = [s.sequence for s in ok]
-    texts_x = [s.sequence[1:] if layout.uses_bos(model) else s.sequence for s in ok]
+    bos = 1 if layout.uses_bos(model) else 0
+    if a.rows == "final":  # one row per text that was reconstructed in full
+        items = [(s.sample_id, s.embedding, s.sequence) for s in ok]
+    else:  # every converged stage: e^(L) reconstructs the prefix seq[:L]
+        items = [(int(r["sample_id"]), r["embedding"], list(r["input_ids"][: r["stage_seq_len"]]))
+                 for r in run.rows if r.get("converged") and r["stage_seq_len"] > bos]  # fmt: skip
+    groups = [g for g, _, _ in items]
+    if len(set(groups)) < 2 * a.folds:
+        raise cli.CramlensError(f"only {len(set(groups))} texts to probe; cram more or shorter texts")
+    emb = torch.stack([e for _, e, _ in items])
+    seqs = [q for _, _, q in items]
+    texts_x = [q[bos:] for q in seqs]
     acts = {
         "crammed": pr.memory_activations(model, emb, layout, layers),
         "random": pr.memory_activations(model, pr.random_like(emb, a.seed), layout, layers),
@@ -100,7 +120,7 @@ def main(argv=None) -> None:
     }
     words = pr.choose_words(texts_x, max_words=a.words)
     tasks = pr.make_tasks(texts_x, a.ks, words)
-    rows = pr.run_probes(acts, tasks, model.W_E, layers, None, a.folds, a.shuffles, a.seed)
+    rows = pr.run_probes(acts, tasks, model.W_E, layers, groups, a.folds, a.shuffles, a.seed)
     names = {
         t: (t if not t.startswith("has:") else f"has {model.tokenizer.decode([int(t[4:])])!r}") for t in tasks
     }
@@ -109,13 +129,13 @@ def main(argv=None) -> None:
     fig_dir = Path(a.figures)
     fig_dir.mkdir(parents=True, exist_ok=True)
     norms = {c: acts[c][:, 0].norm(dim=-1).mean().item() for c in acts}
-    meta = {"n": len(ok), "n_crammed": len(run.samples), "seq_len": a.seq_len, "layers": layers, "names": names,
+    meta = {"rows_mode": a.rows, "n_rows": len(items), "n_texts": len(set(groups)), "n_full": len(ok),
+            "n_crammed": len(run.samples), "seq_len": a.seq_len, "layers": layers, "names": names,
             "word_prevalence": {names[f"has:{w}"]: p for w, p in prev.items()}, "layer0_norm": norms,
-            "model": a.model, "data": a.data, "recipe": rc.to_dict()}  # fmt: skip
+            "model": a.model, "data": a.data, "recipe": rc.to_dict(), "mode": a.mode}  # fmt: skip
     (fig_dir / "probes.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    figure(
-        rows, names, fig_dir / "probes", f"{a.model}: linear probes at the memory position ({len(ok)} texts)"
-    )
+    title = f"{a.model}: linear probes at the memory position ({len(items)} embeddings of {len(set(groups))} texts)"
+    figure(rows, names, fig_dir / "probes", title)
     console.print(f"results: {fig_dir}/probes.json, figures {fig_dir}/probes.html/.png")
 
 

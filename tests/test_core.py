@@ -407,3 +407,20 @@ def test_knockout_blocks_attention_mass_on_memory_with_gqa(llama):
     llama.run_with_hooks(ids, fwd_hooks=list(hs))
     assert float(store[1].max()) == 0.0 and float(store[0].min()) > 0.0
     assert math.isclose(float(store[0][0, 0]), 1 / 2, rel_tol=0.5)  # query 1 splits over keys 0..1
+
+
+def test_kuratov_scoring_gives_the_first_token_and_decodes_the_rest(tiny_llama):
+    """score_from='text': the first token is input only, so greedy must be prompted with it, not predict it."""
+    from cramlens.metrics import greedy_decode, greedy_reconstruction
+
+    layout = cl.Layout(score_from="text")
+    mem = torch.randn(1, 1, tiny_llama.cfg.d_model, generator=torch.Generator().manual_seed(3))
+    first = torch.tensor([[7]])
+    rest = greedy_decode(tiny_llama, mem, 5, layout, prompt=first)[0].tolist()
+    from_memory = greedy_decode(tiny_llama, mem, 1, layout)[0].tolist()
+    assert from_memory != [7]  # the memory alone would not produce the given token
+    seq = [7] + rest
+    g = greedy_reconstruction(tiny_llama, mem, [seq], layout)[0]
+    assert g.exact and g.tokens == seq, g
+    wrong = seq[:3] + [(seq[3] + 1) % tiny_llama.cfg.d_vocab] + seq[4:]
+    assert greedy_reconstruction(tiny_llama, mem, [wrong], layout)[0].first_mismatch == 3

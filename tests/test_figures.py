@@ -411,3 +411,15 @@ def test_make_figures_draws_the_other_analyses_results(tmp_path, capsys):
     for name in ("accuracy_landscape_sample0", "pca_reconstruction", "probes", "solution_diversity", "depth_heatmap",
                  "capacity_bits_m"):  # fmt: skip
         assert (tmp_path / "f" / f"{name}.html").exists(), (name, log)
+
+
+def test_analysis_figures_are_written_for_offline_viewing(tmp_path):
+    import plotly.graph_objects as go
+
+    from analyses.figure_io import save_figure
+
+    files = save_figure(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), tmp_path / "sub" / "fig.html")
+    assert files[0] == tmp_path / "sub" / "fig.html"
+    html = files[0].read_text()
+    assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
+    assert (tmp_path / "sub" / "plotly.min.js").exists()

@@ -23,9 +23,14 @@ def pg19_8(smol_fast, shared_data):
 
 
 def test_full_cramming_of_four_pg19_texts_at_8_tokens_is_exact(smol_fast, pg19_8):
-    run = cl.cram(smol_fast, pg19_8, recipe="fast", batch_size=4, max_steps=600)
+    # Kuratov's protocol: the first token is input only. With the memory also predicting it (the progressive
+    # paper's layout), full cramming leaves exactly that token wrong here (benchmarks/RESULTS.md, "full sweep").
+    run = cl.cram(
+        smol_fast, pg19_8, recipe="fast", layout=cl.Layout(score_from="text"), batch_size=4, max_steps=400
+    )
     assert [s.accuracy_final for s in run] == [1.0] * 4, repr(run)
-    assert all(s.horizon == 8 and s.greedy_exact for s in run)
+    assert all(s.horizon == 8 and s.greedy_exact for s in run), repr(run)
+    assert run[0].generate() == smol_fast.tokenizer.decode(pg19_8[0].token_ids)
 
 
 def test_progressive_cramming_greedy_decodes_its_horizon(smol_fast, pg19_8):

@@ -56,9 +56,19 @@ def test_random_like_matches_norms():
 def test_choose_words_and_tasks():
     toks = [[1, 2, 3], [1, 4, 5], [2, 6, 7], [8, 9, 1]]
     assert pr.choose_words(toks, 0.2, 0.8, 2)[0] == 2  # present in half of the texts: most balanced
-    tasks = pr.make_tasks(toks, [1, 3, 4], [1])
-    assert set(tasks) == {"token@1", "token@3", "has:1"}
+    tasks = pr.make_tasks(toks, [1, 3, 4], [1], min_rows=1)
+    assert set(tasks) == {"token@1", "token@3", "has:1"}  # no text has a 4th token
     assert tasks["has:1"][1].tolist() == [1, 1, 0, 1]
+    prefixes = [[1], [1, 2], [1, 2, 3], [4], [4, 5]]  # stage rows: prefixes of two texts
+    t = pr.make_tasks(prefixes, [2], [2], min_rows=1)
+    assert t["token@2"][2].tolist() == [False, True, True, False, True]
+    assert t["has:2"][1].tolist() == [0, 1, 1, 0, 0]
+
+
+def test_grouped_folds_keep_groups_together():
+    groups = np.repeat(np.arange(10), 4)
+    for tr, te in pr._folds(40, groups, 5):
+        assert not set(groups[tr]) & set(groups[te])
 
 
 def test_memory_activations_ignore_what_follows(tiny_llama):
