@@ -62,7 +62,7 @@ def summary(rows: list[ReconstructionRow]) -> dict[str, dict]:
         rs = [r for r in rows if r.method == method]
         n = len(rs)
 
-        def at(k, rs=rs):
+        def at(k, rs=rs, n=n):
             return 100 * sum(r.first_mismatch is not None and r.first_mismatch <= k for r in rs) / n
 
         out[method] = {

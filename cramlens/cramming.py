@@ -224,7 +224,7 @@ def run_loops(
         def on_stage(rec: StageRecord, group=group, loop=loop, buffer=buffer) -> None:
             buffer.append((rec, group[rec.sample]))
 
-        def on_iteration(lp: CramLoop, info: dict, k=k, group=group, buffer=buffer) -> None:
+        def on_iteration(lp: CramLoop, info: dict, k=k, group=group, buffer=buffer, rows=rows) -> None:
             new = [_row(rec, p, kind, settings, _is_final(rec, lp)) for rec, p in buffer]
             buffer.clear()
             if run is not None:

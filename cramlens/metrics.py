@@ -75,7 +75,7 @@ def greedy_decode(
     if prompt is not None:
         base = torch.cat([base, prompt.to(model.cfg.device).long().expand(B, -1)], dim=1)
     hs = inject(mem, list(range(p0, p0 + m))) + hooks
-    for i in range(n_tokens):
+    for _ in range(n_tokens):
         ids = torch.cat([base, out], dim=1)
         width = ids.shape[1]
         if pad_to is not None and pad_to > width:
