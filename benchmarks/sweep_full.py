@@ -15,6 +15,7 @@ import json
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import cramlens as cl
@@ -74,7 +75,7 @@ def main() -> None:
         steps = [s.steps if s.accuracy_final >= 1.0 else None for s in run]
         wrong = [s.horizon if s.accuracy_final < 1.0 else None for s in run]
         table.add_row(
-            name,
+            escape(name),
             " ".join("–" if x is None else str(x) for x in steps),
             f"{sum(x is not None for x in steps)}/{len(run)}",
             " ".join("–" if x is None else str(x) for x in wrong),

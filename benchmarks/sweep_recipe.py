@@ -15,6 +15,7 @@ import json
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import cramlens as cl
@@ -89,7 +90,7 @@ def main() -> None:
         hz = sum(s.horizon for s in run) / len(run)
         rate = 100 * sum(s.horizon for s in run) / max(1, spent)
         table.add_row(
-            name, *(mean(L) for L in (1, 2, 4, 8, a.seq_len)), f"{hz:.1f}", f"{rate:.2f}", f"{el:.0f}"
+            escape(name), *(mean(L) for L in (1, 2, 4, 8, a.seq_len)), f"{hz:.1f}", f"{rate:.2f}", f"{el:.0f}"
         )
         print(
             json.dumps(
