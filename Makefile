@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/progressive.py --model smollm2-135m --samples 3 --seq-len 32 --batch-size 3 \
-		--steps-per-stage 500 --max-steps 2000 --compare-full --full-max-steps 400 --out runs/demo --resume
+	$(PY) scripts/progressive.py --model smollm2-135m --samples 3 --seq-len 24 --batch-size 3 \
+		--steps-per-stage 400 --max-steps 1000 --compare-full --full-max-steps 300 --out runs/demo --resume
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
