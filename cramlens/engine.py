@@ -233,7 +233,7 @@ class CramLoop:
         losses = scores.loss.detach().cpu()
         finite = torch.isfinite(loss.detach()).cpu()
         min_margin = torch.full((len(rows),), float("inf"))
-        min_margin = min_margin.index_reduce(0, batch.t_row.cpu(), scores.margin.float().cpu(), "amin")
+        min_margin = min_margin.scatter_reduce(0, batch.t_row.cpu(), scores.margin.float().cpu(), "amin")
         B = len(self.sequences)
         stepping = torch.zeros(B, dtype=torch.bool)
         emb = None

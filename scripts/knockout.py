@@ -91,6 +91,11 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--sink-hellaswag", type=int, default=0, help="also use this many HellaSwag crams (same model)"
     )
+    g.add_argument(
+        "--sink-converged-only",
+        action="store_true",
+        help="use only exactly reconstructed texts (default: every crammed text; the table reports how many are exact)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--out", default="runs/knockout", help="run directory")
     g.add_argument("--figures", default="figures/knockout", help="where figures and the markdown summary go")

@@ -205,3 +205,20 @@ def test_smollm2_full_knockout_equals_base_and_sink_profile_runs(smollm2):
     assert res["base"][0]["ce_ctx"] == pytest.approx(res[f"forward:{L}"][0]["ce_ctx"], abs=1e-3)
     prof = ko.sink_profile(smollm2, crams["i"].sequence, crams["i"].embedding, 8)
     assert prof.shape == (L,) and float(prof.min()) >= 0 and float(prof.max()) <= 100
+
+
+def test_sink_table_script_runs_on_a_tiny_model(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import knockout as script
+
+    args = ["--model", "tiny-llama", "--sink", "--no-sweep", "--sink-data", "builtin", "--sink-texts", "2",
+            "--sink-len", "6", "--sink-steps", "3", "--out", str(tmp_path), "--figures", str(tmp_path / "f")]  # fmt: skip
+    script.main(args)
+    res = json.loads((tmp_path / "sink_tiny-llama.json").read_text())
+    assert res["n"] == 2 and len(res["tf"]) == 2 and (tmp_path / "f" / "tiny-llama_sink.md").exists()
+    with pytest.raises(cl.CramlensError, match="sink-converged-only"):  # 3 steps reconstruct nothing exactly
+        script.main(args + ["--sink-converged-only", "--out", str(tmp_path / "b")])
