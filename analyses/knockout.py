@@ -24,6 +24,7 @@ from transformer_lens import HookedTransformer
 
 import cramlens as cl
 from cramlens.hooks import EMPTY, HookSet, capture
+from cramlens.layout import placeholder_id
 
 from .benchmarks import Item
 from .scoring import Packed, choice_sequences, nll_at, pack, residual
@@ -112,7 +113,7 @@ def make_chunk(model: HookedTransformer, items: Sequence[Item], crams: dict, joi
         tf_from.append(s.layout.first_scored())
         mems += [s.embedding] * (len(seqs) - start)
     dev = model.cfg.device
-    return Chunk(list(items), pack(seqs, 1, dev), pack(seqs, 0, dev), owner, nch, tf_row, tf_len, tf_from,
+    return Chunk(list(items), pack(seqs, 1, dev, placeholder_id(model)), pack(seqs, 0, dev, placeholder_id(model)), owner, nch, tf_row, tf_len, tf_from,
                  torch.stack(mems).to(dev))  # fmt: skip
 
 
@@ -205,7 +206,7 @@ def attention_mass(
     """
     out = torch.zeros(model.cfg.n_layers, len(seqs))
     for i, seq in enumerate(seqs):
-        ids = torch.tensor([[0] + list(seq)], device=model.cfg.device)
+        ids = torch.tensor([[placeholder_id(model)] + list(seq)], device=model.cfg.device)
         store: dict[int, torch.Tensor] = {}
         hs = cl.inject(memory[i : i + 1]) + cl.capture_attention_to(model, store, key=0, query_start=0)
         with hs.applied(model):
@@ -228,7 +229,7 @@ def sink_profile(
     forward over ``s_max`` positions gives every ``m_l(s)``.
     """
     n_mem = 0 if memory is None else memory.shape[-2]
-    toks = ([0] * n_mem + list(ids))[:s_max]
+    toks = ([placeholder_id(model)] * n_mem + list(ids))[:s_max]
     store: dict[int, torch.Tensor] = {}
     hs = cl.capture_attention_to(model, store, key=0, query_start=1)
     if memory is not None:

@@ -18,7 +18,7 @@ from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
 
 import cramlens as cl
 from cramlens.hooks import inject
-from cramlens.layout import PLACEHOLDER_ID
+from cramlens.layout import placeholder_id
 from cramlens.runs import atomic_save_tensors
 from cramlens.texts import TextSample
 
@@ -83,7 +83,7 @@ def greedy_generate(
     """Greedy ``n_new`` tokens after ``[mem?] + ids`` (KV cache; the memory is injected on the first pass only)."""
     n_mem = 0 if memory is None else memory.shape[-2]
     dev = model.cfg.device
-    toks = torch.tensor([[PLACEHOLDER_ID] * n_mem + list(ids)], device=dev)
+    toks = torch.tensor([[placeholder_id(model)] * n_mem + list(ids)], device=dev)
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, dev, 1)
     hooks = [] if memory is None else list(inject(memory.reshape(1, n_mem, -1).to(dev)))
     out: list[int] = []

@@ -48,7 +48,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cramlens.errors import check
 from cramlens.hooks import inject
-from cramlens.layout import PLACEHOLDER_ID, Layout
+from cramlens.layout import Layout, placeholder_id
 
 ALPHAS = np.logspace(-1, 6, 15)
 
@@ -77,7 +77,7 @@ def memory_activations(
     _, names = layer_hooks(model, layers)
     prefix = layout.prefix(model)
     m = embeddings.shape[1]
-    ids = torch.tensor([prefix + [PLACEHOLDER_ID] * m], device=model.cfg.device)
+    ids = torch.tensor([prefix + [placeholder_id(model)] * m], device=model.cfg.device)
     pos = len(prefix) + m - 1
     out = []
     for i in range(0, embeddings.shape[0], batch_size):
@@ -101,7 +101,7 @@ def text_activations(
     for i in range(0, len(sequences), batch_size):
         seqs = [list(s) for s in sequences[i : i + batch_size]]
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), PLACEHOLDER_ID, dtype=torch.long)
+        ids = torch.full((len(seqs), width), placeholder_id(model), dtype=torch.long)
         for b, s in enumerate(seqs):
             ids[b, : len(s)] = torch.tensor(s)
         pos = torch.tensor([0 if where == "first" else len(s) - 1 for s in seqs])

@@ -27,7 +27,7 @@ from transformer_lens import HookedTransformer
 
 from cramlens.forward import logits_from_residual
 from cramlens.hooks import EMPTY, HookSet, inject
-from cramlens.layout import PLACEHOLDER_ID
+from cramlens.layout import PLACEHOLDER_ID, placeholder_id
 
 from .benchmarks import Item
 
@@ -46,19 +46,27 @@ class Packed:
     lengths: list[int]
 
 
-def pack(seqs: Sequence[Sequence[int]], n_mem: int, device: torch.device | str = "cpu") -> Packed:
-    """Rows for ``seqs``: with memory every token is a target (``t >= 0``), without it ``t >= 1``."""
+def pack(
+    seqs: Sequence[Sequence[int]],
+    n_mem: int,
+    device: torch.device | str = "cpu",
+    placeholder: int = PLACEHOLDER_ID,
+) -> Packed:
+    """Rows for ``seqs``: with memory every token is a target (``t >= 0``), without it ``t >= 1``.
+
+    ``placeholder`` fills the memory slots and padding: pass ``placeholder_id(model)``.
+    """
     rows, row, pos, tgt, idx = [], [], [], [], []
     for b, seq in enumerate(seqs):
         seq = [int(x) for x in seq]
-        rows.append([PLACEHOLDER_ID] * n_mem + seq[:-1])
+        rows.append([placeholder] * n_mem + seq[:-1])
         for t in range(0 if n_mem else 1, len(seq)):
             row.append(b)
             pos.append(n_mem - 1 + t)
             tgt.append(seq[t])
             idx.append(t)
     width = max(1, max(len(r) for r in rows))
-    ids = torch.full((len(rows), width), PLACEHOLDER_ID, dtype=torch.long)
+    ids = torch.full((len(rows), width), placeholder, dtype=torch.long)
     for b, r in enumerate(rows):
         ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
 
@@ -120,7 +128,7 @@ def token_nll(
     n_mem = 0 if memory is None else memory.shape[1]
     out: list[torch.Tensor] = []
     for s in range(0, len(seqs), batch_size):
-        packed = pack(seqs[s : s + batch_size], n_mem, model.cfg.device)
+        packed = pack(seqs[s : s + batch_size], n_mem, model.cfg.device, placeholder_id(model))
         mem = None if memory is None else memory[s : s + batch_size]
         nll, _ = nll_at(model, residual(model, packed, mem, hooks), packed)
         out.extend(per_sequence(nll, packed))

@@ -19,7 +19,19 @@ import torch
 
 from .errors import check
 
-PLACEHOLDER_ID = 0  # any valid id: the hook overwrites the memory rows of hook_embed
+PLACEHOLDER_ID = 0  # default id in the memory slots and right padding: the hook overwrites the memory rows
+
+
+def placeholder_id(model) -> int:
+    """Token id for the memory slots and padding, never the tokenizer's pad id.
+
+    TransformerLens builds an attention mask from the tokens when the tokenizer pads on the left (Gemma's does) and
+    masks every leading pad token: a placeholder equal to the pad id (0 for Gemma) would hide the memory at
+    position 0 from every query.
+    """
+    tok = getattr(model, "tokenizer", None)
+    pad = getattr(tok, "pad_token_id", None) if tok is not None else None
+    return PLACEHOLDER_ID if pad != PLACEHOLDER_ID else PLACEHOLDER_ID + 1
 
 
 @dataclass(frozen=True)
@@ -88,10 +100,11 @@ def build_batch(
     prefix = layout.prefix(model)
     m = layout.n_mem
     p0 = len(prefix)
+    ph = placeholder_id(model)
     rows, t_row, t_pos, t_ids, t_index = [], [], [], [], []
     for b, (seq, L) in enumerate(zip(sequences, lengths, strict=True)):
         check(1 <= L <= len(seq), f"build_batch: length {L} outside 1..{len(seq)}")
-        rows.append(prefix + [PLACEHOLDER_ID] * m + list(seq[: L - 1]))
+        rows.append(prefix + [ph] * m + list(seq[: L - 1]))
         for i in range(layout.first_scored(), L):
             t_row.append(b)
             t_pos.append(p0 + m - 1 + i)
@@ -106,7 +119,7 @@ def build_batch(
         f"input of {width} positions exceeds the model context {n_ctx}; use a shorter --seq-len",
     )
     device = model.cfg.device
-    ids = torch.full((len(rows), width), PLACEHOLDER_ID, dtype=torch.long)
+    ids = torch.full((len(rows), width), ph, dtype=torch.long)
     for b, r in enumerate(rows):
         ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
 

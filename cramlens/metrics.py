@@ -12,7 +12,7 @@ from transformer_lens import HookedTransformer
 
 from .forward import LN2, logits_from_residual, score, target_logits
 from .hooks import EMPTY, HookSet, inject
-from .layout import PLACEHOLDER_ID, Layout, build_batch
+from .layout import Layout, build_batch, placeholder_id
 
 
 @torch.no_grad()
@@ -69,9 +69,9 @@ def greedy_decode(
     prefix = layout.prefix(model)
     p0 = len(prefix)
     out = torch.empty((B, 0), dtype=torch.long, device=model.cfg.device)
-    base = torch.tensor(prefix + [PLACEHOLDER_ID] * m, dtype=torch.long, device=model.cfg.device).expand(
-        B, -1
-    )
+    base = torch.tensor(
+        prefix + [placeholder_id(model)] * m, dtype=torch.long, device=model.cfg.device
+    ).expand(B, -1)
     if prompt is not None:
         base = torch.cat([base, prompt.to(model.cfg.device).long().expand(B, -1)], dim=1)
     hs = inject(mem, list(range(p0, p0 + m))) + hooks
@@ -79,7 +79,7 @@ def greedy_decode(
         ids = torch.cat([base, out], dim=1)
         width = ids.shape[1]
         if pad_to is not None and pad_to > width:
-            ids = torch.cat([ids, ids.new_full((B, pad_to - width), PLACEHOLDER_ID)], dim=1)
+            ids = torch.cat([ids, ids.new_full((B, pad_to - width), placeholder_id(model))], dim=1)
         with model.hooks(fwd_hooks=list(hs)):
             resid = model(ids, stop_at_layer=model.cfg.n_layers, padding_side="right")
         last = resid[:, width - 1]

@@ -49,10 +49,14 @@ class CrammedSample:
 
     def tokens(self, n: int | None = None) -> torch.Tensor:
         """Input ids ``[1, T]`` (placeholders at the memory) for the first ``n`` tokens of the sequence."""
-        from .layout import PLACEHOLDER_ID
+        from .layout import placeholder_id
 
         n = self.horizon if n is None else n
-        ids = self.layout.prefix(self._model()) + [PLACEHOLDER_ID] * self.layout.n_mem + self.sequence[:n]
+        ids = (
+            self.layout.prefix(self._model())
+            + [placeholder_id(self._model())] * self.layout.n_mem
+            + self.sequence[:n]
+        )
         return torch.tensor([ids], device=self._model().cfg.device)
 
     def generate(self, n_tokens: int | None = None, as_text: bool = True):

@@ -424,3 +424,30 @@ def test_kuratov_scoring_gives_the_first_token_and_decodes_the_rest(tiny_llama):
     assert g.exact and g.tokens == seq, g
     wrong = seq[:3] + [(seq[3] + 1) % tiny_llama.cfg.d_vocab] + seq[4:]
     assert greedy_reconstruction(tiny_llama, mem, [wrong], layout)[0].first_mismatch == 3
+
+
+def test_memory_is_visible_with_a_left_padding_tokenizer_whose_pad_id_is_0():
+    """Gemma's tokenizer pads left with pad id 0: TransformerLens then masks leading id-0 tokens."""
+    import copy
+
+    from cramlens.forward import target_logits
+    from cramlens.layout import build_batch, placeholder_id
+
+    model = cl.load_model("tiny-llama", device="cpu")
+    tok = copy.deepcopy(model.tokenizer)
+    tok.padding_side = "left"
+    tok.pad_token = tok.convert_ids_to_tokens(0)
+    model.tokenizer = tok
+    assert placeholder_id(model) != 0
+    batch = build_batch(model, [[5, 6, 7, 8]], [4], cl.Layout())
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(1, 1, model.cfg.d_model, generator=g) for _ in range(2))
+    with torch.no_grad():
+        la, lb = target_logits(model, a, batch), target_logits(model, b, batch)
+        # the plain TransformerLens call (what analyses and users run) builds its own mask from the tokens
+        plain = []
+        for mem in (a, b):
+            with cl.inject(mem).applied(model):
+                plain.append(model(batch.input_ids)[0])
+    assert (la[1:] - lb[1:]).abs().max() > 1e-3  # text positions see the memory
+    assert (plain[0][1:] - plain[1][1:]).abs().max() > 1e-3
