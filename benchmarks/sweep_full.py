@@ -10,17 +10,16 @@ was still wrong at the end, and wall time. Prints a table and one JSON line per 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
+from _sweep import chosen, model_and_texts, sweep_parser
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import cramlens as cl
-from cramlens.cli import default_data, run_main
-from cramlens.fast import optimize
+from cramlens.cli import run_main
 from cramlens.recipe import get_recipe
 
 VARIANTS = {
@@ -37,37 +36,20 @@ VARIANTS = {
     "[mem][BOS][x] (memory predicts BOS)": dict(recipe="fast", layout="mem_bos"),
     "Kuratov scoring (first token input only)": dict(recipe="fast", layout="kuratov"),
 }
-LAYOUTS = {
-    None: cl.Layout(),
-    "bos_first": cl.Layout(bos=True, mem_first=False),
-    "mem_bos": cl.Layout(bos=True),
-    "kuratov": cl.Layout(score_from="text"),
-}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--data", default=default_data())
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--seq-len", type=int, default=8)
+    p = sweep_parser(__doc__, samples=4, seq_len=8)
     p.add_argument("--max-steps", type=int, default=400)
-    p.add_argument("--only", default=None, help="comma-separated variant indices")
     a = p.parse_args()
-    model = optimize(cl.load_model(a.model))
-    texts = cl.load_texts(a.data, model.tokenizer, a.samples, a.seq_len)
+    model, texts = model_and_texts(a)
     table = Table(
         title=f"full-cramming sweep: {a.model}, {a.samples} texts × {a.seq_len} tokens, ≤{a.max_steps} steps",
         title_justify="left",
     )
     for c in ("variant", "steps to TF 1.0 per sample", "exact", "first wrong index", "s"):
         table.add_column(c, justify="left" if c == "variant" else "right")
-    chosen = list(VARIANTS.items())
-    if a.only:
-        chosen = [chosen[int(i)] for i in a.only.split(",")]
-    for name, v in chosen:
-        v = dict(v)
-        layout = LAYOUTS[v.pop("layout", None)]
+    for name, v, layout in chosen(VARIANTS, a.only):
         rc = get_recipe(v.pop("recipe"), **v)
         t0 = time.time()
         run = cl.cram(model, texts, recipe=rc, layout=layout, batch_size=len(texts), max_steps=a.max_steps)

@@ -10,17 +10,16 @@ JSON line per variant.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
+from _sweep import chosen, model_and_texts, sweep_parser
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import cramlens as cl
-from cramlens.cli import default_data, run_main
-from cramlens.fast import optimize
+from cramlens.cli import run_main
 from cramlens.recipe import get_recipe
 
 VARIANTS = {
@@ -40,16 +39,10 @@ def steps_to(rows: list[dict], length: int) -> int | None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--data", default=default_data())
-    p.add_argument("--samples", type=int, default=3)
-    p.add_argument("--seq-len", type=int, default=12)
+    p = sweep_parser(__doc__, samples=3, seq_len=12)
     p.add_argument("--steps-per-stage", type=int, default=1000)
-    p.add_argument("--only", default=None, help="comma-separated variant indices")
     a = p.parse_args()
-    model = optimize(cl.load_model(a.model))
-    texts = cl.load_texts(a.data, model.tokenizer, a.samples, a.seq_len)
+    model, texts = model_and_texts(a)
     table = Table(
         title=f"start-up sweep: {a.model}, {a.samples} texts, cap {a.seq_len} tokens", title_justify="left"
     )
@@ -65,12 +58,7 @@ def main() -> None:
         "s",
     ):
         table.add_column(c, justify="left" if c == "variant" else "right")
-    chosen = list(VARIANTS.items())
-    if a.only:
-        chosen = [chosen[int(i)] for i in a.only.split(",")]
-    for name, v in chosen:
-        v = dict(v)
-        layout = cl.Layout(bos=True, mem_first=False) if v.pop("layout", None) == "bos_first" else cl.Layout()
+    for name, v, layout in chosen(VARIANTS, a.only):
         rc = get_recipe(v.pop("recipe"), steps_per_stage=a.steps_per_stage, **v)
         t0 = time.time()
         run = cl.progressive_cram(
