@@ -37,16 +37,19 @@ def conditions(
     directions: Iterable[str] = DIRECTIONS,
     control: bool = True,
     control_ks: Iterable[int] | None = None,
+    ks: Iterable[int] | None = None,
 ) -> list[str]:
     """Condition names of a sweep: base, cram, every k (or layer) of each direction, then the controls.
 
-    Controls (an ordinary token in the memory slot) run for the forward and per-layer directions, at ``control_ks``
-    (all k when ``None``).
+    ``ks`` restricts each direction to those k (layers for per-layer; all when ``None``). Controls (an ordinary
+    token in the memory slot) run for the forward and per-layer directions, at ``control_ks`` (all k when ``None``).
     """
     out = ["base", "cram"]
     grid = {
         d: list(range(n_layers)) if d == "per_layer" else list(range(1, n_layers + 1)) for d in directions
     }
+    if ks is not None:
+        grid = {d: [k for k in g if k in set(ks)] for d, g in grid.items()}
     for d, ks in grid.items():
         out += [f"{d}:{k}" for k in ks]
     if control:

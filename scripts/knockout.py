@@ -42,6 +42,12 @@ def parse(argv=None) -> argparse.Namespace:
         default="auto",
         help="comma list of k / layers for the control curves ('auto': 0-4, 6, 8, 12, 16, 20, 24, L-1, L; 'all')",
     )
+    g.add_argument(
+        "--ks",
+        default="all",
+        help="k (layers knocked out) / layers swept per direction: 'all' (the paper), 'auto' (the --control-ks "
+        "grid; a CPU-sized curve) or a comma list",
+    )
     g.add_argument("--items", type=int, default=64, help="crammed items to sweep (first in selection order)")
     g.add_argument("--batch-items", type=int, default=8, help="items per forward (x4 endings)")
     g.add_argument("--no-sweep", action="store_true", help="only the sink table")
@@ -135,11 +141,9 @@ def run_sweep(model, a, console) -> dict:
         )
     L = model.cfg.n_layers
     dirs = list(ko.DIRECTIONS) if a.direction == "all" else [a.direction.replace("-", "_")]
-    if a.control_ks == "auto":
-        cks = [0, 1, 2, 3, 4, 6, 8, 12, 16, 20, 24, L - 1, L]
-    else:
-        cks = None if a.control_ks == "all" else [int(x) for x in a.control_ks.split(",")]
-    conds = ko.conditions(L, dirs, control=not a.no_control, control_ks=cks)
+    conds = ko.conditions(
+        L, dirs, control=not a.no_control, control_ks=_k_grid(a.control_ks, L), ks=_k_grid(a.ks, L)
+    )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({k: v for k, v in vars(a).items()}, indent=1, default=str))
@@ -192,6 +196,22 @@ def run_sweep(model, a, console) -> dict:
         md += [f"### {title}", "", ef.sweep_markdown(summ, L, ks), ""]
     (figs / f"{a.model}_knockout.md").write_text("\n".join(md))
     return result
+
+
+def _k_grid(spec: str, n_layers: int) -> list[int] | None:
+    """``'all'`` → None (every k), ``'auto'`` → a CPU-sized grid dense at the early layers, else a comma list."""
+    from cramlens import CramlensError
+
+    if spec == "all":
+        return None
+    if spec == "auto":
+        return [0, 1, 2, 3, 4, 6, 8, 12, 16, 20, 24, n_layers - 1, n_layers]
+    try:
+        return [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise CramlensError(
+            f"--ks/--control-ks {spec!r}: use 'all', 'auto' or a comma list of integers"
+        ) from None
 
 
 def _all_rows(out: Path) -> list[dict]:

@@ -44,6 +44,22 @@ def test_conditions_cover_k_0_to_L():
         "control_cram", "control_forward:1", "control_forward:4", "control_per_layer:1",
     ]  # fmt: skip
     assert "control_cram" not in ko.conditions(4, ["reverse"], control=False)
+    sub = ko.conditions(4, ["forward", "per_layer"], control=False, ks=[0, 2])
+    assert sub == ["base", "cram", "forward:2", "per_layer:0", "per_layer:2"]
+
+
+def test_k_grid_flag_parses_all_auto_and_lists_and_rejects_garbage():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import knockout as script
+
+    assert script._k_grid("all", 30) is None
+    assert script._k_grid("auto", 30)[-2:] == [29, 30]
+    assert script._k_grid("1,3", 30) == [1, 3]
+    with pytest.raises(cl.CramlensError, match="comma list"):
+        script._k_grid("1-3", 30)
 
 
 def test_k0_equals_cram_and_the_scorer(model):
