@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.console import Console
+
 from .errors import CramlensError
 from .recipe import DEFAULT_PRESET, PRESETS, Recipe, get_recipe
 
@@ -180,6 +182,12 @@ def load_model_and_texts(a: argparse.Namespace):
         a.data, model.tokenizer, n_samples=a.samples, seq_len=a.seq_len, seed=a.seed, offset=a.offset
     )
     return model, texts
+
+
+def console() -> Console:
+    """A rich console; piped to a file or log it is 160 columns wide, so tables are not truncated to 80."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
 
 
 def run_main(main: Callable[[], object]) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
 
 from cramlens import cli  # noqa: E402
 
@@ -67,7 +66,7 @@ def parse_sources(entries: list[str]) -> list[tuple[str, int] | str]:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = cli.console()
     from analyses import capacity as cap
     from analyses.capacity_report import capacity_markdown, capacity_table, horizon_vs_ig_figure
     from cramlens import fast, load_model

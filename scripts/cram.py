@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-
 from cramlens import cli
 
 
@@ -26,7 +24,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = cli.console()
     from cramlens import brittleness, cram
     from cramlens.distributed import shard_context
     from cramlens.report import LiveProgress, samples_table

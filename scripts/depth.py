@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
 
 from cramlens import cli  # noqa: E402
 
@@ -95,7 +94,7 @@ def parse_grid(entries: list[str], scheme: str, finetune: bool):
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = cli.console()
     from analyses import capacity as cap
     from analyses.capacity_report import depth_markdown, depth_table
     from analyses.depth import CPU_FINETUNE

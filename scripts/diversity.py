@@ -204,7 +204,7 @@ def figures(groups, s: dict, out: Path) -> None:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console(width=150)
+    console = cli.console()
     (cmd_run if a.cmd == "run" else cmd_analyze)(a, console)
 
 

@@ -16,7 +16,6 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from cramlens import cli
@@ -201,7 +200,7 @@ def mmlu_task(model, a, console) -> dict:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = cli.console()
     from analyses import eval_figures as ef
     from analyses.downstream import load_model
 

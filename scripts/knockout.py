@@ -18,8 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
-
 from cramlens import cli
 
 PAPER_SINK = {  # REFERENCE D.9: (compression, BOS original, diff, corr)
@@ -275,7 +273,7 @@ def run_sink(model, a, console) -> dict:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = cli.console()
     from analyses.downstream import load_model
 
     model = load_model(a.model, a.device, a.dtype, a.threads, not a.no_fast)

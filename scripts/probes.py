@@ -70,7 +70,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console(width=150)
+    console = cli.console()
     from analyses import probes as pr
     from cramlens import cram, load_run, progressive_cram
     from cramlens.layout import Layout

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
-
 from cramlens import cli
 
 
@@ -46,7 +44,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console()
+    console = cli.console()
     from cramlens import brittleness, cram, progressive_cram
     from cramlens.distributed import shard_context
     from cramlens.report import LiveProgress, samples_table

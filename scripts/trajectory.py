@@ -17,7 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from cramlens import cli  # noqa: E402
@@ -81,7 +80,7 @@ def load(a):
 
 def main(argv=None) -> None:
     a = parse(argv)
-    console = Console(width=150)
+    console = cli.console()
     from analyses import surprisal as su
     from analyses import trajectory as tj
 
