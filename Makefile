@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) scripts/progressive.py --model smollm2-135m --samples 3 --seq-len 24 --batch-size 3 \
-		--steps-per-stage 400 --max-steps 1000 --compare-full --full-max-steps 300 --out runs/demo --resume
+		--steps-per-stage 400 --max-steps 800 --compare-full --full-max-steps 300 --out runs/demo --resume
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
