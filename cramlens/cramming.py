@@ -281,6 +281,7 @@ def summarise(
             h_lm_bits=float(best["h_lm_bits"]),
             accuracy_final=float(last["final_convergence"]),
             reason=last.get("reason", ""),
+            kind=kind,
             model=model,
             layout=layout,
         )

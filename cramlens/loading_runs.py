@@ -59,6 +59,7 @@ def samples_from_rows(rows: list[dict], kind: str, layout: Layout, model=None) -
                 h_lm_bits=_num(best.get("h_lm_bits")),
                 accuracy_final=float(last.get("final_convergence", float("nan"))),
                 reason=last.get("reason", ""),
+                kind=kind,
                 model=model,
                 layout=layout,
             )

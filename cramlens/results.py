@@ -32,6 +32,7 @@ class CrammedSample:
     greedy_match: float | None = None
     first_mismatch: int | None = None
     reason: str = ""
+    kind: str = "progressive"  # "full": generate()/accuracy() default to the whole text, not the horizon
     model: object | None = field(default=None, repr=False, compare=False)
     layout: Layout = field(default_factory=Layout, repr=False)
 
@@ -60,11 +61,11 @@ class CrammedSample:
         return torch.tensor([ids], device=self._model().cfg.device)
 
     def generate(self, n_tokens: int | None = None, as_text: bool = True):
-        """Greedy decode from the memory alone (defaults to the horizon length)."""
+        """Greedy decode from the memory alone (default length: the horizon; the whole text for full cramming)."""
         from .metrics import greedy_decode
 
         model = self._model()
-        n = self.horizon if n_tokens is None else n_tokens
+        n = self._default_length() if n_tokens is None else n_tokens
         k = min(self.layout.first_scored(), n)  # Kuratov scoring: the first token is given, not decoded
         given = self.sequence[:k]
         pad_to = len(self.layout.prefix(model)) + self.layout.n_mem + n - 1
@@ -74,13 +75,16 @@ class CrammedSample:
         return model.tokenizer.decode(ids) if as_text else ids
 
     def accuracy(self, n_tokens: int | None = None) -> float:
-        """Teacher-forced accuracy on the first ``n_tokens`` tokens (default: the horizon)."""
+        """Teacher-forced accuracy on the first ``n_tokens`` tokens (default: the horizon; the whole text for full)."""
         from .metrics import teacher_forced_accuracy
 
         model = self._model()
-        n = max(1, self.horizon if n_tokens is None else n_tokens)
+        n = max(1, self._default_length() if n_tokens is None else n_tokens)
         mem = self.embedding.to(model.cfg.device)[None]
         return float(teacher_forced_accuracy(model, mem, [self.sequence], self.layout, [n])[0])
+
+    def _default_length(self) -> int:
+        return len(self.sequence) if self.kind == "full" else self.horizon
 
     def _model(self):
         if self.model is None:

@@ -451,3 +451,13 @@ def test_memory_is_visible_with_a_left_padding_tokenizer_whose_pad_id_is_0():
                 plain.append(model(batch.input_ids)[0])
     assert (la[1:] - lb[1:]).abs().max() > 1e-3  # text positions see the memory
     assert (plain[0][1:] - plain[1][1:]).abs().max() > 1e-3
+
+
+def test_full_cramming_samples_decode_and_score_the_whole_text_by_default(llama):
+    """A full cram that stopped short has horizon < length; its defaults still cover the text it was given."""
+    full = cl.cram(llama, seqs(1, 6, seed=11), recipe=FAST, max_steps=1, check_greedy=False)[0]
+    assert full.kind == "full" and full.horizon < 6
+    assert len(full.generate(as_text=False)) == 6
+    assert full.accuracy() == full.accuracy(6)
+    prog = cl.progressive_cram(llama, seqs(1, 6, seed=11), recipe=FAST, check_greedy=False)[0]
+    assert prog.kind == "progressive" and len(prog.generate(as_text=False)) == prog.horizon
