@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from analyses.figure_io import save_figure
 from cramlens import cli
 
 PAPER_SMOLLM2_17B = {  # REFERENCE D.6 / D.7 (SmolLM2-1.7B, 512 items)
@@ -208,7 +209,7 @@ def main(argv=None) -> None:
     figs = Path(a.figures)
     if a.task == "mmlu":
         s = mmlu_task(model, a, console)
-        ef.save(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
+        save_figure(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
     else:
         s = choice_task(model, a, console)
         done = {}
@@ -216,7 +217,7 @@ def main(argv=None) -> None:
             p = Path(a.out) / task / "summary.json"
             if p.exists():
                 done[task] = json.loads(p.read_text())
-        ef.save(ef.downstream_figure(done, a.model), figs / f"{a.model}_choices")
+        save_figure(ef.downstream_figure(done, a.model), figs / f"{a.model}_choices")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+from analyses.figure_io import save_figure
 from cramlens import cli
 
 PAPER_SINK = {  # REFERENCE D.9: (compression, BOS original, diff, corr)
@@ -187,10 +188,10 @@ def run_sweep(model, a, console) -> dict:
         name = f"{a.model}_{tag}"
         title = f"{a.model}, {n} {'crammed items' if tag == 'all' else 'exactly reconstructed items'}"
         console.print(ef.sweep_table(summ, L, f"{title}: knockout sweep"))
-        ef.save(ef.knockout_figure(summ, L, title, "acc"), figs / f"{name}_knockout_accuracy")
-        ef.save(ef.knockout_figure(summ, L, title, "tf"), figs / f"{name}_knockout_reconstruction")
+        save_figure(ef.knockout_figure(summ, L, title, "acc"), figs / f"{name}_knockout_accuracy")
+        save_figure(ef.knockout_figure(summ, L, title, "tf"), figs / f"{name}_knockout_reconstruction")
         mass = result["attention_mass_pct"]
-        ef.save(ef.per_layer_figure(summ, mass, L, title), figs / f"{name}_knockout_per_layer")
+        save_figure(ef.per_layer_figure(summ, mass, L, title), figs / f"{name}_knockout_per_layer")
         md += [f"### {title}", "", ef.sweep_markdown(summ, L, ks), ""]
     (figs / f"{a.model}_knockout.md").write_text("\n".join(md))
     return result

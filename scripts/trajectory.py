@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.table import Table  # noqa: E402
 
+from analyses.figure_io import save_figure  # noqa: E402
 from cramlens import cli  # noqa: E402
 
 PAPER_TRAJ = [  # REFERENCE D.1 (model-scale sweep, 10 samples) and D.4 (trajectory_cluster_structure)
@@ -120,14 +121,14 @@ def main(argv=None) -> None:
     (out / "trajectory.json").write_text(json.dumps(result, indent=1, default=float))
     from analyses import trajectory_figures as tf
 
-    tf.save(tf.pca_figure(run, table), out / "pca_trajectories")
-    tf.save(tf.pca99_length_figure(vs_len), out / "pca99_vs_length")
+    save_figure(tf.pca_figure(run, table), out / "pca_trajectories")
+    save_figure(tf.pca99_length_figure(vs_len), out / "pca99_vs_length")
     if pairs:
-        tf.save(tf.surprisal_figure(pairs, result.get("surprisal")), out / "surprisal_vs_steps")
+        save_figure(tf.surprisal_figure(pairs, result.get("surprisal")), out / "surprisal_vs_steps")
     if recon:
-        tf.save(tf.recon_figure(recon), out / "pca_reconstruction")
+        save_figure(tf.recon_figure(recon), out / "pca_reconstruction")
     for sid, land in lands.items():
-        tf.save(tf.landscape_figure(land, sid), out / f"landscape_sample{sid}")
+        save_figure(tf.landscape_figure(land, sid), out / f"landscape_sample{sid}")
     console.print(f"results: {out}/trajectory.json and figures in {out}/")
 
 
