@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import CramlensError, check
 
@@ -45,6 +45,11 @@ class Recipe:
         return d
 
     def with_(self, **changes) -> Recipe:
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        check(
+            not unknown,
+            f"unknown recipe setting(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(self))}",
+        )
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

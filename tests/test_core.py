@@ -353,6 +353,8 @@ def test_bad_inputs_give_one_line_errors(llama):
         Recipe(threshold=1.5)
     with pytest.raises(cl.CramlensError, match="unknown recipe"):
         cl.get_recipe("papr")
+    with pytest.raises(cl.CramlensError, match="unknown recipe setting.*max_steps"):
+        cl.progressive_cram(llama, seqs(1, 4), max_steps=10)  # the library name is steps_per_sample
     with pytest.raises(cl.CramlensError, match="one length"):
         cl.cram(llama, [[1, 2, 3], [1, 2]])
     with pytest.raises(cl.CramlensError, match="min-len 2"):
