@@ -148,14 +148,17 @@ def sink_markdown(rows: dict[str, dict], paper: dict[str, tuple] | None = None) 
 
 
 def downstream_figure(results: dict[str, dict], model_name: str) -> go.Figure:
-    """Grouped bars: Base vs Cram accuracy per task (converged subset), chance line."""
+    """Grouped bars: Base vs Cram accuracy (converged subset) per task and scoring variant, chance line."""
     fig = go.Figure()
-    tasks = list(results)
+    variants = (("context_ending", "context+ending"), ("ending_only", "ending only"))
+    cols = [(t, v, f"{t}<br>{label}") for t in results for v, label in variants
+            if v in results[t]["base_converged"] and v in results[t]["cram_converged"]]  # fmt: skip
     for key, name in (("base_converged", "Base"), ("cram_converged", "Cram (converged)")):
-        fig.add_bar(x=tasks, y=[results[t][key]["context_ending"]["acc"] for t in tasks], name=name)
+        fig.add_bar(x=[c[2] for c in cols], y=[results[t][key][v]["acc"] for t, v, _ in cols], name=name)
     fig.add_hline(y=25, line_dash="dot", annotation_text="chance (4 choices)")
     fig.update_layout(title=f"{model_name}: likelihood multiple choice with and without the crammed context",
-                      yaxis_title="accuracy (%)", barmode="group", template="plotly_white", width=720, height=440)  # fmt: skip
+                      yaxis_title="accuracy (%) on the converged subset", barmode="group", template="plotly_white",
+                      width=820, height=460)  # fmt: skip
     return fig
 
 

@@ -423,3 +423,17 @@ def test_analysis_figures_are_written_for_offline_viewing(tmp_path):
     html = files[0].read_text()
     assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
     assert (tmp_path / "sub" / "plotly.min.js").exists()
+
+
+def test_downstream_bars_show_every_scoring_variant_of_the_converged_subset():
+    from analyses.eval_figures import downstream_figure
+
+    s = choice_summary()
+    for key, acc in (("base_converged", 47.0), ("cram_converged", 45.0)):
+        s[key]["ending_only"] = {"acc": acc, "acc_tok": acc, "n": 8}
+    fig = downstream_figure({"hellaswag": s}, "m")
+    base, cram = fig.data
+    assert list(base.x) == ["hellaswag<br>context+ending", "hellaswag<br>ending only"]
+    assert list(base.y) == [42.0, 47.0] and list(cram.y) == [32.0, 45.0]
+    only_default = downstream_figure({"hellaswag": choice_summary()}, "m")
+    assert list(only_default.data[0].x) == ["hellaswag<br>context+ending"]
