@@ -49,14 +49,15 @@ def conditions(
         d: list(range(n_layers)) if d == "per_layer" else list(range(1, n_layers + 1)) for d in directions
     }
     if ks is not None:
-        grid = {d: [k for k in g if k in set(ks)] for d, g in grid.items()}
-    for d, ks in grid.items():
-        out += [f"{d}:{k}" for k in ks]
+        wanted = set(ks)
+        grid = {d: [k for k in g if k in wanted] for d, g in grid.items()}
+    for d, g in grid.items():
+        out += [f"{d}:{k}" for k in g]
     if control:
         out.append("control_cram")
-        for d, ks in grid.items():
+        for d, g in grid.items():
             if d != "reverse":
-                keep = ks if control_ks is None else [k for k in ks if k in set(control_ks)]
+                keep = g if control_ks is None else [k for k in g if k in set(control_ks)]
                 out += [f"control_{d}:{k}" for k in keep]
     return out
 

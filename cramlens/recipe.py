@@ -45,11 +45,9 @@ class Recipe:
         return d
 
     def with_(self, **changes) -> Recipe:
-        unknown = sorted({k for k, v in changes.items() if v is not None} - {f.name for f in fields(self)})
-        check(
-            not unknown,
-            f"unknown recipe setting(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(self))}",
-        )
+        names = [f.name for f in fields(self)]
+        unknown = sorted({k for k, v in changes.items() if v is not None} - set(names))
+        check(not unknown, f"unknown recipe setting(s) {', '.join(unknown)}; valid: {', '.join(names)}")
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from analyses.figure_io import save_figure
-from cramlens import cli
+from cramlens import CramlensError, cli
 
 PAPER_SINK = {  # REFERENCE D.9: (compression, BOS original, diff, corr)
     "smollm2-135m": ("60.79 ± 17.6", "74.04 ± 11.45", "−13.25", "0.8475"),
@@ -199,8 +199,6 @@ def run_sweep(model, a, console) -> dict:
 
 def _k_grid(spec: str, n_layers: int) -> list[int] | None:
     """``'all'`` → None (every k), ``'auto'`` → a CPU-sized grid dense at the early layers, else a comma list."""
-    from cramlens import CramlensError
-
     if spec == "all":
         return None
     if spec == "auto":
