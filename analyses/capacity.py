@@ -91,10 +91,12 @@ class SampleCapacity:
     utilisation: float  # IG / (16 d)
     bits_per_token: float  # H_LM / (h - 1)
     steps: int
+    budget_bound: bool = False  # stopped by the per-sample step budget (or not finished): horizon is a lower bound
 
     @property
     def capped(self) -> bool:
-        return self.horizon >= self.seq_len
+        """The horizon is a lower bound: it hit the sequence cap or the sample budget ran out first."""
+        return self.horizon >= self.seq_len or self.budget_bound
 
 
 def sample_capacity(
@@ -102,12 +104,15 @@ def sample_capacity(
 ) -> list[SampleCapacity]:
     """Per-sample capacity numbers of a progressive run (at each sample's horizon stage; zeros when none passed)."""
     n_mem = run.config["settings"]["layout"]["n_mem"]
+    sample_budget = run.config["settings"]["recipe"]["steps_per_sample"]
     out = []
     for s in run.samples:
-        passed = [
-            r for r in run.trajectory(s.sample_id) if r["converged"] and r["stage_seq_len"] == s.horizon
-        ]
+        rows = run.trajectory(s.sample_id)
+        passed = [r for r in rows if r["converged"] and r["stage_seq_len"] == s.horizon]
         row = passed[-1] if passed else None
+        failed = [r for r in rows if not r["converged"]]
+        # a stage that failed because the whole sample's budget ran out says nothing about capacity
+        budget_bound = not failed or int(failed[-1]["steps_spent"]) >= sample_budget
         h_lm = float(row["h_lm_bits"]) if row else 0.0
         h_comp = float(row["h_comp_bits"]) if row else 0.0
         ig = h_lm - h_comp
@@ -125,6 +130,7 @@ def sample_capacity(
                 utilisation=capacity_utilisation(ig, d_model),
                 bits_per_token=h_lm / (s.horizon - 1) if s.horizon > 1 else float("nan"),
                 steps=int(row["steps_taken"]) if row else 0,
+                budget_bound=budget_bound and s.horizon < len(s.sequence),
             )
         )
     return out

@@ -37,7 +37,7 @@ def _order(results: Sequence[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------------------------- depth
 def depth_table(results: Sequence[dict]) -> Table:
     t = Table(title="capacity vs retained depth (progressive cramming, CPU budget)", title_justify="left")
-    cols = ["model", "variant", "layers", "ft", "val loss before→after", "n", "horizon", "capped", "IG bits",
+    cols = ["model", "variant", "layers", "ft", "val loss before→after", "n", "horizon", "lower bd", "IG bits",
             "H_LM bits", "util. IG/16d", "CPU-min"]  # fmt: skip
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "variant", "ft") else "right")
@@ -58,7 +58,7 @@ def depth_table(results: Sequence[dict]) -> Table:
 def depth_markdown(results: Sequence[dict]) -> str:
     lines = [
         "| model | variant | layers | finetuned | val loss before → after (nats) | samples | horizon (tokens) | "
-        "hit cap | IG (bits) | H_LM (bits) | IG / 16d | CPU-min |",
+        "lower bound (cap or budget) | IG (bits) | H_LM (bits) | IG / 16d | CPU-min |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in _order(results):
@@ -131,7 +131,7 @@ def capacity_table(summary: Sequence[dict], model_name: str, d_model: int, vocab
     cap = theoretical_capacity_tokens(d_model, vocab)
     t = Table(title=f"{model_name}: capacity per source (theoretical {cap:.0f} tokens = 16·{d_model}/log2 {vocab})",
               title_justify="left")  # fmt: skip
-    cols = ["source", "n", "horizon", "capped", "H_LM bits", "IG bits", "bits/token", "ratio", "IG / 16d"]
+    cols = ["source", "n", "horizon", "lower bd", "H_LM bits", "IG bits", "bits/token", "ratio", "IG / 16d"]
     for c in cols:
         t.add_column(c, justify="left" if c == "source" else "right")
     for d in summary:
@@ -151,7 +151,7 @@ def capacity_markdown(summary: Sequence[dict], stab: dict, model_name: str, d_mo
         f"**{model_name}** (d = {d_model}, |V| = {vocab}): theoretical capacity 16·d/log2|V| = {cap:.0f} tokens, "
         f"bit budget 16·d = {16 * d_model} bits.",
         "",
-        "| source | samples | horizon (tokens) | hit cap | H_LM of horizon (bits) | IG (bits) | bits/token | "
+        "| source | samples | horizon (tokens) | lower bound (cap or budget) | H_LM of horizon (bits) | IG (bits) | bits/token | "
         "ratio | IG / 16d |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -96,6 +96,23 @@ def test_h_lm_and_information_gain_equal_hand_sums(name, request):
     assert checked >= 1, "no converged stage of length >= 2: the hand-sum check did not run"
 
 
+def test_budget_bound_horizon_is_a_lower_bound(tiny_llama):
+    texts = [[1000 + 7 * i + j for j in range(6)] for i in range(2)]
+    # the sample budget runs out long before any stage budget: every horizon is only a lower bound
+    run = progressive_cram(tiny_llama, texts, recipe="fast", steps_per_stage=500, steps_per_sample=2,
+                           batch_size=2, check_greedy=False)  # fmt: skip
+    caps = sample_capacity(run, tiny_llama.cfg.d_model)
+    assert all(c.horizon < c.seq_len and c.budget_bound and c.capped for c in caps)
+    assert summarise(caps)[0]["capped"] == 2
+    # one step per stage, a large sample budget: the stage budget ends each sample, a real horizon
+    run = progressive_cram(tiny_llama, texts, recipe="fast", steps_per_stage=1, steps_per_sample=1000,
+                           batch_size=2, check_greedy=False)  # fmt: skip
+    caps = sample_capacity(run, tiny_llama.cfg.d_model)
+    assert any(c.horizon < c.seq_len for c in caps), "every text hit the cap: the stage-budget case did not run"
+    assert all(not c.budget_bound for c in caps)
+    assert summarise(caps)[0]["capped"] == sum(c.horizon >= c.seq_len for c in caps)
+
+
 def test_summarise_and_stability():
     def row(src, h, ig):
         return SampleCapacity(src, "full", "t", h, 48, ig * 2, ig, ig, h, ig / 9216, 1.0, 10)
