@@ -91,7 +91,9 @@ class SampleCapacity:
     utilisation: float  # IG / (16 d)
     bits_per_token: float  # H_LM / (h - 1)
     steps: int
-    budget_bound: bool = False  # stopped by the per-sample step budget (or not finished): horizon is a lower bound
+    budget_bound: bool = (
+        False  # stopped by the per-sample step budget (or not finished): horizon is a lower bound
+    )
 
     @property
     def capped(self) -> bool:

@@ -108,7 +108,9 @@ def test_budget_bound_horizon_is_a_lower_bound(tiny_llama):
     run = progressive_cram(tiny_llama, texts, recipe="fast", steps_per_stage=1, steps_per_sample=1000,
                            batch_size=2, check_greedy=False)  # fmt: skip
     caps = sample_capacity(run, tiny_llama.cfg.d_model)
-    assert any(c.horizon < c.seq_len for c in caps), "every text hit the cap: the stage-budget case did not run"
+    assert any(c.horizon < c.seq_len for c in caps), (
+        "every text hit the cap: the stage-budget case did not run"
+    )
     assert all(not c.budget_bound for c in caps)
     assert summarise(caps)[0]["capped"] == sum(c.horizon >= c.seq_len for c in caps)
 
