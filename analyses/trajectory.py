@@ -221,6 +221,20 @@ def pca_reconstruction(
     ]  # fmt: skip
 
 
+def recon_by_k(rows: Sequence[dict]) -> dict[int, list[dict]]:
+    """Rows of :func:`pca_reconstruction` regrouped per ``k`` over every sample: a sample whose trajectory has fewer
+    components than ``k`` contributes its largest ``k`` (its reconstruction is already exact there), so means over
+    ``k`` compare the same samples throughout."""
+    by_sample: dict[int, list[dict]] = {}
+    for r in rows:
+        by_sample.setdefault(r["sample_id"], []).append(r)
+    out = {}
+    for k in sorted({r["k"] for r in rows}):
+        out[k] = [max((r for r in rs if r["k"] <= k), key=lambda r: r["k"]) for rs in by_sample.values()
+                  if any(r["k"] <= k for r in rs)]  # fmt: skip
+    return out
+
+
 def accuracy_landscape(
     model,
     run: CramRun,

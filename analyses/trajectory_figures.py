@@ -56,9 +56,10 @@ def recon_figure(rows: Sequence[dict]) -> go.Figure:
         rs = [r for r in rows if r["sample_id"] == sid]
         fig.add_trace(go.Scatter(x=[r["k"] for r in rs], y=[r["accuracy"] for r in rs], mode="lines+markers",
                                  name=f"sample {sid} (L={rs[0]['length']})", opacity=0.6))  # fmt: skip
-    ks = sorted({r["k"] for r in rows})
-    mean = [sum(r["accuracy"] for r in rows if r["k"] == k) / sum(r["k"] == k for r in rows) for k in ks]
-    fig.add_trace(go.Scatter(x=ks, y=mean, mode="lines", name="mean", line=dict(color="black", width=4)))
+    per_k = tj.recon_by_k(rows)
+    mean = [sum(r["accuracy"] for r in rs) / len(rs) for rs in per_k.values()]
+    fig.add_trace(go.Scatter(x=list(per_k), y=mean, mode="lines", name="mean (a sample past its rank keeps its last k)",
+                             line=dict(color="black", width=4)))  # fmt: skip
     fig.update_layout(title="Teacher-forced accuracy of the final embedding rebuilt from its top-k trajectory PCs",
                       xaxis_title="k (PCA components kept)", yaxis_title="TF accuracy", width=900, height=500)  # fmt: skip
     return fig

@@ -171,13 +171,14 @@ def surprisal_table(c: dict) -> Table:
 
 
 def recon_table(recon: list[dict]) -> Table:
+    from analyses import trajectory as tj
+
     t = Table(
-        title="PCA reconstruction of the final converged embedding: TF accuracy by k", title_justify="left"
+        title="PCA reconstruction of the final converged embedding: TF accuracy by k (past its rank a sample keeps its last k)", title_justify="left"
     )
     for c in ("k", "samples", "mean acc", "min acc", "mean explained var.", "first error at index 0"):
         t.add_column(c, justify="right")
-    for k in sorted({r["k"] for r in recon}):
-        rs = [r for r in recon if r["k"] == k]
+    for k, rs in tj.recon_by_k(recon).items():
         at0 = sum(r["first_wrong"] == 0 for r in rs if r["accuracy"] < 1.0)
         wrong = sum(r["accuracy"] < 1.0 for r in rs)
         t.add_row(str(k), str(len(rs)), f"{sum(r['accuracy'] for r in rs) / len(rs):.3f}",
