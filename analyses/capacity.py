@@ -257,12 +257,15 @@ def capacity_run(
 ) -> list[SampleCapacity]:
     """Issue 12: cram texts of each source on one model (``(source, n)`` pairs override ``n_samples``).
 
-    Returns per-sample capacity rows, also saved as ``<root>/<model>/capacity_samples.json``.
+    Returns per-sample capacity rows, also saved as ``<root>/<model>/capacity_samples.json``. Rows of other sources
+    already in that file (e.g. from a run of another source in a parallel process) are kept and returned too.
     """
     rows: list[SampleCapacity] = []
     pairs = [(s, n_samples) if isinstance(s, str) else (s[0], int(s[1])) for s in sources]
+    # the generated source's prompts come from the first text source (built-in text when there is none)
+    prompts = next((src for src, _ in pairs if src != "generated"), "builtin")
     for src, n in pairs:
-        texts = load_source(model, src, n, seq_len, seed, prompts_from=pairs[0][0])
+        texts = load_source(model, src, n, seq_len, seed, prompts_from=prompts)
         t0 = time.process_time()
         run = cram_source(
             model, texts, cram_dir(root, model_name, "full", src), recipe, batch_size or n, seed
@@ -271,9 +274,15 @@ def capacity_run(
         log(
             f"{model_name} {source_label(src)}: horizons {run.horizons()} ({time.process_time() - t0:.0f} CPU-s)"
         )
-    atomic_write_text(
-        Path(root) / model_name / "capacity_samples.json", json.dumps([asdict(r) for r in rows], indent=1)
+    path = Path(root) / model_name / "capacity_samples.json"
+    done = {r.source for r in rows}
+    earlier = (
+        [r for r in load_capacity_samples(root, model_name) if r.source not in done] if path.exists() else []
     )
+    if earlier:
+        log(f"kept from earlier runs: {', '.join(sorted({r.source for r in earlier}))}")
+    rows = earlier + rows
+    atomic_write_text(path, json.dumps([asdict(r) for r in rows], indent=1))
     return rows
 
 

@@ -11,8 +11,9 @@ compression ratio and IG / (16 d_model), beside Kuratov et al.'s published rows 
     python scripts/capacity.py --model smollm2-135m --table-only
 
 Sources: builtin, random-words, generated (the model's own greedy continuation of 4-token prompts taken from the
-first source), a .txt/.jsonl file or folder; ``SOURCE=N`` sets that source's sample count. Runs live in
-``<out>/<model>/full/<source>/`` (resumable; shared with scripts/depth.py's full-model cell).
+first other source, else the built-in text), a .txt/.jsonl file or folder; ``SOURCE=N`` sets that source's sample
+count. Runs live in ``<out>/<model>/full/<source>/`` (resumable; shared with scripts/depth.py's full-model cell);
+sources run in separate (e.g. parallel) invocations join one table.
 """
 
 from __future__ import annotations

@@ -174,7 +174,8 @@ def recon_table(recon: list[dict]) -> Table:
     from analyses import trajectory as tj
 
     t = Table(
-        title="PCA reconstruction of the final converged embedding: TF accuracy by k (past its rank a sample keeps its last k)", title_justify="left"
+        title="PCA reconstruction of the final converged embedding: TF accuracy by k (past its rank a sample keeps its last k)",
+        title_justify="left",
     )
     for c in ("k", "samples", "mean acc", "min acc", "mean explained var.", "first error at index 0"):
         t.add_column(c, justify="right")

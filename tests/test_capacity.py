@@ -150,6 +150,11 @@ def test_capacity_script_smoke(tmp_path):
     md = (tmp_path / "tiny-gpt2" / "capacity_report.md").read_text()
     assert "random-words" in md and "Kuratov" in md and "3862" in md
     script.main(args + ["--table-only"])
+    # a source run on its own later (e.g. in a parallel process) joins the table instead of replacing it
+    script.main(["--model", "tiny-gpt2", "--sources", "generated", "--samples", "1", "--seq-len", "6", "--steps-per-stage",
+                 "5", "--max-steps", "10", "--out", str(tmp_path), "--figures", ""])  # fmt: skip
+    md = (tmp_path / "tiny-gpt2" / "capacity_report.md").read_text()
+    assert all(f"| {src} |" in md for src in ("builtin", "random-words", "generated")), md
 
 
 @pytest.mark.integration

@@ -180,7 +180,10 @@ def test_recon_mean_keeps_every_sample_past_its_rank():
 
     # sample 0 has 3 components, sample 1 has 8: at k = 8 sample 0 keeps its exact k = 3 reconstruction
     rows = [{"sample_id": 0, "k": k, "length": 4, "accuracy": a} for k, a in ((0, 0.0), (1, 0.5), (3, 1.0))]
-    rows += [{"sample_id": 1, "k": k, "length": 9, "accuracy": a} for k, a in ((0, 0.2), (1, 0.4), (3, 0.6), (8, 1.0))]
+    rows += [
+        {"sample_id": 1, "k": k, "length": 9, "accuracy": a}
+        for k, a in ((0, 0.2), (1, 0.4), (3, 0.6), (8, 1.0))
+    ]
     per_k = tj.recon_by_k(rows)
     assert list(per_k) == [0, 1, 3, 8] and all(len(rs) == 2 for rs in per_k.values())
     assert [r["k"] for r in per_k[8]] == [3, 8]
