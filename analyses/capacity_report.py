@@ -164,11 +164,22 @@ def capacity_markdown(summary: Sequence[dict], stab: dict, model_name: str, d_mo
             f"{_pm(d['utilisation_mean'], d['utilisation_std'], '{:.4f}')} |"
         )
     h, g = stab["horizon"], stab["information_gain_bits"]
+    verdict = (
+        "One source only: no spread across sources to compare; run two or more."
+        if len(summary) < 2
+        else f"Spread of the per-source means: horizon CV {h['cv']:.2f} (max/min {h['max_over_min']:.2f}), "
+        f"information gain CV {g['cv']:.2f} (max/min {g['max_over_min']:.2f}) → information gain "
+        f"{'is' if stab['ig_more_stable'] else 'is not'} more stable across sources than horizon length."
+    )
+    lower = sum(d["capped"] for d in summary)
+    if lower:
+        verdict += (
+            f" {lower} of {sum(d['n'] for d in summary)} horizons are lower bounds (sequence cap or sample budget "
+            "reached first): raise --seq-len / --max-steps for a capacity-bound measurement."
+        )
     lines += [
         "",
-        f"Spread of the per-source means: horizon CV {h['cv']:.2f} (max/min {h['max_over_min']:.2f}), "
-        f"information gain CV {g['cv']:.2f} (max/min {g['max_over_min']:.2f}) → information gain "
-        f"{'is' if stab['ig_more_stable'] else 'is not'} more stable across sources than horizon length.",
+        verdict,
         "",
         "Kuratov et al. (REFERENCE D.13; full cramming, 99% accuracy, lengths 8…3072):",
         "",

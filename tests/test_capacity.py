@@ -128,6 +128,19 @@ def test_summarise_and_stability():
     assert st["ig_more_stable"] is True
 
 
+def test_report_verdict_needs_two_sources_and_names_lower_bounds():
+    from analyses.capacity_report import capacity_markdown
+
+    def row(src, h, ig, seq_len=48):
+        return SampleCapacity(src, "full", "t", h, seq_len, ig * 2, ig, ig, h, ig / 9216, 1.0, 10)
+
+    one = summarise([row("a", 10, 100.0), row("a", 20, 110.0)])
+    assert "One source only" in capacity_markdown(one, stability(one), "m", 576, 49152)
+    two = summarise([row("a", 10, 100.0), row("a", 48, 110.0), row("b", 40, 105.0), row("b", 30, 95.0)])
+    md = capacity_markdown(two, stability(two), "m", 576, 49152)
+    assert "information gain is more stable" in md and "1 of 4 horizons are lower bounds" in md
+
+
 def test_generated_source_is_greedy(tiny_llama):
     ids = load_source(tiny_llama, "generated", 2, 8, prompts_from="builtin")
     assert len(ids) == 2 and all(len(x) == 8 for x in ids)
