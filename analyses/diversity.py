@@ -105,8 +105,14 @@ def solution_groups(
     min_length: int = 4,
     min_runs: int = 2,
     e0: Mapping[int, torch.Tensor] | None = None,
+    grid_top: str = "all",
 ) -> list[Group]:
-    """All groups of the sweep ``{lr: run}`` (module docstring); ``e0`` overrides :func:`initial_embedding`."""
+    """All groups of the sweep ``{lr: run}`` (module docstring); ``e0`` overrides :func:`initial_embedding`.
+
+    ``grid_top="all"`` (the paper's) ends a sample's length grid at the shortest of its runs' longest converged
+    lengths, so one run stuck at the start leaves the sample without groups; ``"shared"`` ends it at the longest
+    length that ``min_runs`` runs reached, and groups are formed by the runs converged there."""
+    check(grid_top in ("all", "shared"), f"grid_top must be 'all' or 'shared', not {grid_top!r}")
     check(len(runs) >= 2, "solution diversity needs runs at two or more learning rates")
     lrs = sorted(runs)
     common = set.intersection(*({int(r["sample_id"]) for r in runs[lr].rows} for lr in lrs))
@@ -119,10 +125,11 @@ def solution_groups(
                 torch.equal(x, inits[0]),
                 f"sample {sid}: the runs start from different inits (seed or init differ)",
             )
-        tops = [max(c) for c in by_lr.values() if c]
+        tops = sorted((max(c) for c in by_lr.values() if c), reverse=True)
         if len(tops) < min_runs:
             continue
-        for L in geometric_grid(min_length, min(tops), n_lengths):
+        top = tops[min_runs - 1] if grid_top == "shared" else tops[-1]
+        for L in geometric_grid(min_length, top, n_lengths):
             have = [lr for lr in lrs if L in by_lr[lr]]
             if len(have) < min_runs:
                 continue

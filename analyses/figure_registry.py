@@ -297,6 +297,8 @@ def build_diversity(src: Sources) -> list[Built]:
             f"{len(runs)} {src.runs}/lrsweep_* run(s); need 2+, make them with: {src.fmt(COMMANDS['diversity'])}"
         )
     groups = dv.solution_groups(runs)
+    if not groups:  # a run stuck at the start voids the paper's grid: fall back to the lengths two runs share
+        groups = dv.solution_groups(runs, grid_top="shared")
     d = int(next(iter(runs.values())).rows[0]["embedding"].numel())
     s = dv.summarize(groups, d)
     if not s.get("N"):
@@ -569,7 +571,8 @@ REGISTRY: list[FigureSpec] = [
     ),
     FigureSpec(
         "solution_diversity",
-        "same init, different learning rates: Sol. dist., Dir. cos., IG CV, Disp. ratio (table)",
+        "same init, different learning rates: Sol. dist., Dir. cos., IG CV, Disp. ratio (table; paper grid, or the "
+        "lengths two runs share when a run is stuck at the start)",
         "Table solution_diversity (C.3, D.5)",
         "{runs}/lrsweep_*",
         "diversity",

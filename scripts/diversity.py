@@ -47,6 +47,13 @@ def parse(argv=None) -> argparse.Namespace:
     a.add_argument("--root", default="runs")
     a.add_argument("--lengths", type=int, default=24, help="geometric grid size per sample (paper: 24)")
     a.add_argument("--min-length", type=int, default=4)
+    a.add_argument(
+        "--grid-top",
+        choices=["all", "shared"],
+        default="all",
+        help="end of each sample's length grid: the shortest run's longest converged length (all, the paper's) "
+        "or the longest length two runs reached (shared: a run stuck at the start does not void the sample)",
+    )
     a.add_argument("--figures", default="figures/diversity")
     a.add_argument(
         "--control",
@@ -88,7 +95,7 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
             f"found {len(runs)} lrsweep_* runs under {a.root}; run `diversity.py run` first"
         )
     d = int(next(iter(runs.values())).rows[0]["embedding"].numel())
-    groups = solution_groups(runs, a.lengths, a.min_length)
+    groups = solution_groups(runs, a.lengths, a.min_length, grid_top=a.grid_top)
     s = summarize(groups, d)
     t = Table(title="Solution diversity (same init, different learning rates)", title_justify="left")
     for c in ("model", "N", "IG CV", "Sol. dist. median [IQR]", "Dir. cos.", "Disp. ratio"):
@@ -110,7 +117,9 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
         crun = load_run(a.control)
         clr = float(crun.config["settings"]["recipe"]["lr"])
         if clr in runs:
-            cg = solution_groups({"control": crun, "sweep": runs[clr]}, a.lengths, a.min_length)
+            cg = solution_groups(
+                {"control": crun, "sweep": runs[clr]}, a.lengths, a.min_length, grid_top=a.grid_top
+            )
             control = summarize(cg, d)
             control["groups"] = [vars(g) for g in cg]
             if control["N"]:

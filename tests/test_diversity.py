@@ -85,6 +85,19 @@ def test_solution_groups_and_summary_on_planted_sweep():
     assert abs(s["dir_cos"]) < 0.35 and s["random_cos"] == pytest.approx(0.25)
 
 
+def test_shared_grid_top_survives_a_run_stuck_at_the_start():
+    d, n = 16, 12
+    e0 = {0: make_memory_row(0, d)}
+    g = torch.Generator().manual_seed(3)
+    runs = {lr: _sweep_run(lr, {0: e0[0] + torch.randn(n, d, generator=g)}, {0: h})
+            for lr, h in ((0.01, 1), (0.1, 9), (0.5, 12))}  # fmt: skip
+    assert dv.solution_groups(runs, min_length=4) == []  # the paper's grid ends at the stuck run's 1 token
+    groups = dv.solution_groups(runs, min_length=4, grid_top="shared")
+    assert [gr.length for gr in groups] == list(range(4, 10)) and all(gr.lrs == [0.1, 0.5] for gr in groups)
+    with pytest.raises(ValueError, match="grid_top"):
+        dv.solution_groups(runs, grid_top="max")
+
+
 def make_memory_row(sid: int, d: int) -> torch.Tensor:
     from cramlens.params import init_rows
 
