@@ -411,7 +411,7 @@ def build_probes(src: Sources) -> list[Built]:
 # ----------------------------------------------------------------------------------------------- downstream, knockout
 def _model_of(task_dir: Path) -> str:
     """The model a downstream task directory was crammed with (from its crams' run configs)."""
-    for cfg in sorted(task_dir.glob("crams/*/config.json")):
+    for cfg in sorted(task_dir.glob("crams/**/config.json")):  # MMLU nests them per subject
         return str(json.loads(cfg.read_text()).get("settings", {}).get("model", ""))
     return ""
 

@@ -437,3 +437,13 @@ def test_downstream_bars_show_every_scoring_variant_of_the_converged_subset():
     assert list(base.y) == [42.0, 47.0] and list(cram.y) == [32.0, 45.0]
     only_default = downstream_figure({"hellaswag": choice_summary()}, "m")
     assert list(only_default.data[0].x) == ["hellaswag<br>context+ending"]
+
+
+def test_model_of_a_task_finds_nested_crams(tmp_path):
+    from analyses.figure_registry import _model_of
+
+    cfg = tmp_path / "mmlu" / "crams" / "management" / "few_shot" / "config.json"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(json.dumps({"settings": {"model": "smollm2-135m"}}))
+    assert _model_of(tmp_path / "mmlu") == "smollm2-135m"
+    assert _model_of(tmp_path / "empty") == ""
