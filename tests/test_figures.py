@@ -241,7 +241,9 @@ def test_make_figures_writes_html_readme_and_skips_missing(tmp_path, capsys):
 def test_make_figures_without_any_run_skips_everything(tmp_path, capsys):
     main = make_figures_script().main
 
-    main(["--out", str(tmp_path / "f"), "--runs", str(tmp_path / "none"), "--no-png"])
+    # --results too: the repository's own figures/<analysis>/ result files must not leak in
+    main(["--out", str(tmp_path / "f"), "--runs", str(tmp_path / "none"), "--results", str(tmp_path / "none"),
+          "--no-png"])  # fmt: skip
     log = capsys.readouterr().out
     assert f"skip token_explorer: run directory {tmp_path / 'none' / 'prog6'} is absent; make it with: python " \
            "scripts/progressive.py" in log  # fmt: skip
