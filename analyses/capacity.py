@@ -91,9 +91,8 @@ class SampleCapacity:
     utilisation: float  # IG / (16 d)
     bits_per_token: float  # H_LM / (h - 1)
     steps: int
-    budget_bound: bool = (
-        False  # stopped by the per-sample step budget (or not finished): horizon is a lower bound
-    )
+    # stopped by the per-sample step budget (or not finished) before the sequence cap: horizon is a lower bound
+    budget_bound: bool = False
 
     @property
     def capped(self) -> bool:
@@ -113,8 +112,10 @@ def sample_capacity(
         passed = [r for r in rows if r["converged"] and r["stage_seq_len"] == s.horizon]
         row = passed[-1] if passed else None
         failed = [r for r in rows if not r["converged"]]
-        # a stage that failed because the whole sample's budget ran out says nothing about capacity
-        budget_bound = not failed or int(failed[-1]["steps_spent"]) >= sample_budget
+        # unfinished, or its last stage failed because the whole sample's budget ran out: says nothing about capacity
+        budget_bound = s.horizon < len(s.sequence) and (
+            not failed or int(failed[-1]["steps_spent"]) >= sample_budget
+        )
         h_lm = float(row["h_lm_bits"]) if row else 0.0
         h_comp = float(row["h_comp_bits"]) if row else 0.0
         ig = h_lm - h_comp
@@ -132,7 +133,7 @@ def sample_capacity(
                 utilisation=capacity_utilisation(ig, d_model),
                 bits_per_token=h_lm / (s.horizon - 1) if s.horizon > 1 else float("nan"),
                 steps=int(row["steps_taken"]) if row else 0,
-                budget_bound=budget_bound and s.horizon < len(s.sequence),
+                budget_bound=budget_bound,
             )
         )
     return out

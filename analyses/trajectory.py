@@ -226,13 +226,12 @@ def recon_by_k(rows: Sequence[dict]) -> dict[int, list[dict]]:
     components than ``k`` contributes its largest ``k`` (its reconstruction is already exact there), so means over
     ``k`` compare the same samples throughout."""
     by_sample: dict[int, list[dict]] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["k"]):
         by_sample.setdefault(r["sample_id"], []).append(r)
-    out = {}
-    for k in sorted({r["k"] for r in rows}):
-        out[k] = [max((r for r in rs if r["k"] <= k), key=lambda r: r["k"]) for rs in by_sample.values()
-                  if any(r["k"] <= k for r in rs)]  # fmt: skip
-    return out
+    return {
+        k: [[r for r in rs if r["k"] <= k][-1] for rs in by_sample.values() if rs[0]["k"] <= k]
+        for k in sorted({r["k"] for r in rows})
+    }
 
 
 def accuracy_landscape(
