@@ -85,14 +85,58 @@ def depth_markdown(results: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def _pivot(results: Sequence[dict]) -> tuple[list[str], list[str], list[list[float | None]]]:
+def _row_label(results: Sequence[dict], model: str) -> str:
+    """``model (30L)``, plus ``no ft`` when its truncated variants were crammed without the recovery finetune."""
+    rows = [r for r in results if r["model"] == model]
+    layers = next((r["base_layers"] for r in rows if r.get("base_layers")), None)
+    cut = [r for r in rows if r.get("n") is not None]
+    ft = "" if not cut or any(r.get("finetuned") for r in cut) else ", no ft"
+    return f"{model} ({layers}L{ft})" if layers else f"{model}{ft and ' (no ft)'}"
+
+
+def _cell_text(r: dict | None) -> str:
+    """Mean horizon; ``≥`` when every horizon of the cell is a lower bound, ``k/n lb`` when some are."""
+    if r is None or r.get("horizon_mean") is None:
+        return "–"
+    v = r["horizon_mean"]
+    s = f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+    n, lb = len(r.get("horizons") or []), r.get("capped") or 0
+    if n and lb == n:
+        return "≥" + s
+    return f"{s}<br>{lb}/{n} lb" if lb else s
+
+
+def depth_figure(results: Sequence[dict]):
+    """Heatmap of mean horizon per (model, retained depth), ours (left) beside the paper's D.10 table (right)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     models = sorted({r["model"] for r in results})
-    labels = [f"{m} ({next(r['base_layers'] for r in results if r['model'] == m)}L)" for m in models]
     cols = [c for c in DEPTH_COLS if any(r["variant"] == c for r in results)]
     cols += sorted({r["variant"] for r in results} - set(cols))
-    z = [[next((r["horizon_mean"] for r in results if r["model"] == m and r["variant"] == c), None) for c in cols]
-         for m in models]  # fmt: skip
-    return labels, cols, z
+    cell = {(r["model"], r["variant"]): r for r in results}
+    z = [[(cell.get((m, c)) or {}).get("horizon_mean") for c in cols] for m in models]
+    text = [[_cell_text(cell.get((m, c))) for c in cols] for m in models]
+    labels = [_row_label(results, m) for m in models]
+    top = max([v for row in z for v in row if v is not None], default=1.0)  # our scale starts at 0
+    p_rows = list(PAPER_DEPTH)
+    p_z = [[PAPER_DEPTH[m].get(c) for c in DEPTH_COLS] for m in p_rows]
+    p_text = [["–" if v is None else f"{v:.0f}" for v in row] for row in p_z]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.2,
+                        subplot_titles=("ours, CPU budget: mean horizon (tokens; lb = lower bound)",
+                                        "paper D.10: mean crammed tokens"))  # fmt: skip
+    fig.add_trace(
+        go.Heatmap(z=z, x=cols, y=labels, text=text, texttemplate="%{text}", coloraxis="coloraxis"), 1, 1
+    )
+    fig.add_trace(go.Heatmap(z=p_z, x=list(DEPTH_COLS), y=p_rows, text=p_text, texttemplate="%{text}",
+                             coloraxis="coloraxis2"), 1, 2)  # fmt: skip
+    fig.update_xaxes(title_text="blocks kept (first N; full = all)")
+    fig.update_layout(title="Capacity vs retained depth (first-N blocks)", width=1250, margin={"l": 200},
+                      height=max(380, 60 * max(len(models), len(p_rows)) + 180),
+                      coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": top, "colorbar": {"x": 0.36, "title": "tokens"}},
+                      coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "tokens"}})  # fmt: skip
+    data = {"ours": {"models": labels, "variants": cols, "horizon_mean": z}, "results": list(results)}
+    return fig, data
 
 
 def write_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
@@ -101,29 +145,8 @@ def write_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
 
 
 def depth_heatmap(results: Sequence[dict], out_dir: str | Path, name: str = "depth_heatmap") -> list[Path]:
-    """Mean horizon per (model, retained depth): ours (left) beside the paper's table (right)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    labels, cols, z = _pivot(results)
-    p_rows = list(PAPER_DEPTH)
-    p_z = [[PAPER_DEPTH[m].get(c) for c in DEPTH_COLS] for m in p_rows]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.22,
-                        subplot_titles=("cramlens, CPU budget (mean horizon, tokens)", "paper D.10 (mean tokens)"))  # fmt: skip
-
-    def text(zz):
-        return [["–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in row] for row in zz]
-
-    fig.add_trace(go.Heatmap(z=z, x=cols, y=labels, text=text(z), texttemplate="%{text}", colorscale="Viridis",
-                             coloraxis="coloraxis"), 1, 1)  # fmt: skip
-    fig.add_trace(go.Heatmap(z=p_z, x=list(DEPTH_COLS), y=p_rows, text=text(p_z), texttemplate="%{text}",
-                             colorscale="Viridis", coloraxis="coloraxis2"), 1, 2)  # fmt: skip
-    fig.update_layout(
-        title="Capacity vs retained depth (first-N blocks, finetuned)", height=420, width=1150,
-        coloraxis={"colorscale": "Viridis", "colorbar": {"x": 0.36, "title": "ours"}},
-        coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "paper"}},
-    )  # fmt: skip
-    return write_figure(fig, out_dir, name)
+    """:func:`depth_figure` written to ``<out_dir>/<name>.html`` (+ ``.png``)."""
+    return write_figure(depth_figure(results)[0], out_dir, name)
 
 
 # ----------------------------------------------------------------------------------------------- capacity (bits)

@@ -313,40 +313,14 @@ def build_diversity(src: Sources) -> list[Built]:
 
 # ----------------------------------------------------------------------------------------------- depth / capacity
 def build_depth(src: Sources) -> list[Built]:
-    from .capacity import PAPER_DEPTH, collect_results
+    from .capacity import collect_results
+    from .capacity_report import depth_figure
 
     root = src.runs / "capacity"
     results = collect_results(root)
     if not results:
         raise Missing(f"no {root}/*/*/result.json; make them with: {src.fmt(COMMANDS['depth'])}")
-    cols = ["first1", "first2", "first4", "first8", "full"]
-    cols += sorted({r["variant"] for r in results} - set(cols))
-    models = sorted({r["model"] for r in results})
-    z = [[next((r["horizon_mean"] for r in results if r["model"] == m and r["variant"] == c), None) for c in cols]
-         for m in models]  # fmt: skip
-    keep = [j for j in range(len(cols)) if any(row[j] is not None for row in z)]
-    cols, z = [cols[j] for j in keep], [[row[j] for j in keep] for row in z]
-    top = max([v for row in z for v in row if v is not None], default=1.0)  # our scale from 0
-    p_rows = list(PAPER_DEPTH)
-    pcols = ["first1", "first2", "first4", "first8", "full"]
-    p_z = [[PAPER_DEPTH[m].get(c) for c in pcols] for m in p_rows]
-
-    def text(zz):
-        return [["–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in row] for row in zz]
-
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.2,
-                        subplot_titles=("ours: mean horizon (tokens)", "paper D.10: mean crammed tokens"))  # fmt: skip
-    fig.add_trace(
-        go.Heatmap(z=z, x=cols, y=models, text=text(z), texttemplate="%{text}", coloraxis="coloraxis"), 1, 1
-    )
-    fig.add_trace(go.Heatmap(z=p_z, x=pcols, y=p_rows, text=text(p_z), texttemplate="%{text}",
-                             coloraxis="coloraxis2"), 1, 2)  # fmt: skip
-    fig.update_xaxes(title_text="blocks kept (first N; full = all)")
-    fig.update_layout(title="Capacity vs retained depth (first-N blocks, briefly finetuned)", width=1250, margin={"l": 140},
-                      height=max(380, 60 * max(len(models), len(p_rows)) + 180),
-                      coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": top, "colorbar": {"x": 0.36, "title": "tokens"}},
-                      coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "tokens"}})  # fmt: skip
-    data = {"ours": {"models": models, "variants": cols, "horizon_mean": z}, "results": results}
+    fig, data = depth_figure(results)
     return [Built("depth_heatmap", fig, data, [str(root)])]
 
 

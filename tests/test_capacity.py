@@ -188,3 +188,22 @@ def test_random_words_are_more_surprising_than_natural_text(smollm2, shared_data
 def test_layout_default_is_memory_first():
     # the hand sums above assume the reference layout [mem][BOS?][x]
     assert Layout().mem_first and Layout().score_from == "memory"
+
+
+def test_depth_figure_marks_lower_bounds_and_unfinetuned_models():
+    from analyses.capacity_report import depth_figure
+
+    def res(model, variant, n, horizons, capped, ft):
+        return {"model": model, "variant": variant, "n": n, "base_layers": 30 if model == "a" else 18,
+                "finetuned": ft, "horizons": horizons, "capped": capped,
+                "horizon_mean": sum(horizons) / len(horizons)}  # fmt: skip
+
+    results = [res("a", "full", None, [20, 30], 2, False), res("a", "first1", 1, [4, 6], 0, True),
+               res("b", "first2", 2, [8, 12, 10], 1, False)]  # fmt: skip
+    fig, data = depth_figure(results)
+    ours = fig.data[0]
+    assert list(ours.x) == ["first1", "first2", "full"]
+    assert list(ours.y) == ["a (30L)", "b (18L, no ft)"]
+    assert [list(r) for r in ours.text] == [["5.0", "–", "≥25"], ["–", "10<br>1/3 lb", "–"]]
+    assert data["ours"]["horizon_mean"] == [[5.0, None, 25.0], [None, 10.0, None]]
+    assert list(fig.data[1].z[0]) == [50, 241, 404, 455, 335]  # the paper's SmolLM2-1.7B row
