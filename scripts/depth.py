@@ -122,8 +122,10 @@ def main(argv=None) -> None:
     results = cap.collect_results(a.out)
     console.print(depth_table(results))
     md = depth_markdown(results)
+    from cramlens.runs import atomic_write_text
+
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "depth_report.md").write_text(md)
+    atomic_write_text(Path(a.out) / "depth_report.md", md)  # two sweeps into one root may finish together
     if a.figures and results:
         from analyses.capacity_report import depth_heatmap
 
