@@ -321,7 +321,7 @@ def run_variant(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Truncate ``base`` as ``v`` says, finetune (cached in ``<variant>/finetune``), cram ``texts``; one result row."""
-    from analyses.depth import finetune, truncate
+    from analyses.depth import evaluate, finetune, lm_corpus, truncate
 
     vdir = Path(root) / v.model / v.name
     t0 = time.process_time()
@@ -335,6 +335,11 @@ def run_variant(
         log(
             f"  {v.model} {v.name} finetuned: val loss {ft.val_loss_before:.3f} -> {ft.val_loss_after:.3f} nats"
         )
+    val_loss = None
+    if ft is None and ft_cfg is not None:  # the same held-out windows, so unfinetuned rows are comparable
+        _, val = lm_corpus(model, ft_cfg.source, ft_cfg.seq_len, ft_cfg.skip_docs, ft_cfg.val_docs)
+        val_loss = evaluate(model, val[: ft_cfg.max_val_windows])
+        log(f"  {v.model} {v.name} (not finetuned): val loss {val_loss:.3f} nats")
     t_ft = time.process_time() - t0
     run = cram_source(model, texts, cram_dir(root, v.model, v.name, source), recipe, batch_size, seed)
     caps = sample_capacity(run, model.cfg.d_model, source_label(source), v.name)
@@ -342,7 +347,7 @@ def run_variant(
     result = {
         "model": v.model, "variant": v.name, "scheme": v.scheme, "n": v.n, "layers": model.cfg.n_layers,
         "base_layers": base.cfg.n_layers, "d_model": model.cfg.d_model, "finetuned": ft is not None,
-        "val_loss_before": ft.val_loss_before if ft else None, "val_loss_after": ft.val_loss_after if ft else None,
+        "val_loss_before": ft.val_loss_before if ft else val_loss, "val_loss_after": ft.val_loss_after if ft else val_loss,
         "finetune_steps": ft.steps if ft else 0, "source": source_label(source), "horizons": run.horizons(),
         "samples": [asdict(c) for c in caps], **summ,
         "cpu_seconds_finetune": t_ft, "cpu_seconds_total": time.process_time() - t0,

@@ -27,6 +27,14 @@ def _pm(mean, std, fmt: str = "{:.1f}") -> str:
     return "–" if mean is None else f"{_f(mean, fmt)} ± {_f(std, fmt)}"
 
 
+def _val_loss(r: dict, arrow: str) -> str:
+    """``before → after`` for a finetuned variant, the one value for a model crammed as it is."""
+    before, after = r.get("val_loss_before"), r.get("val_loss_after")
+    if before is None:
+        return "–"
+    return f"{before:.2f}{arrow}{after:.2f}" if r.get("finetuned") else f"{before:.2f}"
+
+
 def _order(results: Sequence[dict]) -> list[dict]:
     def key(r):
         return (r["model"], r["scheme"], r["n"] if r["n"] is not None else 10_000)
@@ -42,7 +50,7 @@ def depth_table(results: Sequence[dict]) -> Table:
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "variant", "ft") else "right")
     for r in _order(results):
-        vl = "–" if r["val_loss_before"] is None else f"{r['val_loss_before']:.2f}→{r['val_loss_after']:.2f}"
+        vl = _val_loss(r, "→")
         t.add_row(
             r["model"], r["variant"], f"{r['layers']}/{r['base_layers']}", "yes" if r["finetuned"] else "no", vl,
             str(len(r["horizons"])), _pm(r["horizon_mean"], r["horizon_std"]),
@@ -62,9 +70,7 @@ def depth_markdown(results: Sequence[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in _order(results):
-        vl = (
-            "–" if r["val_loss_before"] is None else f"{r['val_loss_before']:.2f} → {r['val_loss_after']:.2f}"
-        )
+        vl = _val_loss(r, " → ")
         lines.append(
             f"| {r['model']} | {r['variant']} | {r['layers']}/{r['base_layers']} | {'yes' if r['finetuned'] else 'no'} "
             f"| {vl} | {len(r['horizons'])} | {_pm(r['horizon_mean'], r['horizon_std'])} | "

@@ -205,6 +205,12 @@ def test_depth_script_smoke(tmp_path):
     script.main(args)
     assert (tmp_path / "tiny-llama" / "first1" / "result.json").exists()
     assert "first1" in (tmp_path / "depth_report.md").read_text()
+    full = json.loads((tmp_path / "tiny-llama" / "full" / "result.json").read_text())
+    cut = json.loads((tmp_path / "tiny-llama" / "first1" / "result.json").read_text())
+    # the full model is not finetuned but gets its loss on the same held-out windows, as a reference
+    assert not full["finetuned"] and full["val_loss_before"] == full["val_loss_after"] > 0
+    assert cut["finetuned"] and cut["val_loss_before"] != cut["val_loss_after"]
+    assert f"| {full['val_loss_before']:.2f} |" in (tmp_path / "depth_report.md").read_text()
     script.main(args)  # resumes: everything is already there
 
 
