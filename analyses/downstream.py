@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,16 +229,61 @@ def evaluate_choices(
         )
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
         comp = score_items(model, chunk, mem, variants, joiner, batch_size=batch_size)
-        append_results(path, _rows(chunk, base, comp, crams))
+        ctrl = score_items(
+            model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
+        )
+        append_results(path, _rows(chunk, base, comp, crams, ctrl))
         if log is not None:
             log(f"scored {min(start + batch_size, len(todo))}/{len(todo)} items")
+    _add_missing_control(model, items, crams, path, joiner, batch_size, log)
     rows = [r for r in read_results(path) if r["id"] in {it.id for it in items}]
     summary = summarize_rows(rows)
     write_summary(out / "summary.json", summary)
     return summary
 
 
-def _rows(chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: dict) -> list[dict]:
+#: Variants scored with the control memory: the two that keep the context in the text.
+CONTROL_VARIANTS = ("context_ending", "ending_only")
+
+
+def norm_matched_random(mem: torch.Tensor, items: Sequence[Item]) -> torch.Tensor:
+    """Control memories: per item a random direction with its crammed vector's norm (seeded by the item id).
+
+    Scoring with these separates what the crammed *content* does from what any vector of that norm at position 0
+    does (e.g. serving as the attention sink the plain text lacks).
+    """
+    out = torch.empty_like(mem)
+    for i, it in enumerate(items):
+        g = torch.Generator().manual_seed(zlib.crc32(it.id.encode()))
+        r = torch.randn(mem[i].shape, generator=g, dtype=torch.float32).to(mem.device, mem.dtype)
+        norms = mem[i].norm(dim=-1, keepdim=True) / r.norm(dim=-1, keepdim=True)
+        out[i] = r * norms
+    return out
+
+
+def _add_missing_control(model, items, crams, path: Path, joiner: str, batch_size: int, log) -> None:
+    """Score the control memory for rows written before it existed; rewrites ``results.jsonl`` atomically."""
+    rows = read_results(path)
+    by_id = {it.id: it for it in items}
+    todo = [r for r in rows if "random" not in r and r["id"] in by_id]
+    if not todo:
+        return
+    for start in range(0, len(todo), batch_size):
+        chunk = [by_id[r["id"]] for r in todo[start : start + batch_size]]
+        mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
+        ctrl = score_items(
+            model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
+        )
+        for i, r in enumerate(todo[start : start + batch_size]):
+            r["random"] = {v: ctrl.nll[v][i] for v in ctrl.nll}
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    if log is not None:
+        log(f"scored the random-memory control for {len(todo)} earlier rows")
+
+
+def _rows(
+    chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: dict, ctrl: ChoiceScores
+) -> list[dict]:
     rows = []
     for i, it in enumerate(chunk):
         s = crams[it.id]
@@ -252,6 +298,7 @@ def _rows(chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: 
                 "greedy_exact": s.greedy_exact,
                 "base": {v: base.nll[v][i] for v in base.nll},
                 "cram": {v: comp.nll[v][i] for v in comp.nll},
+                "random": {v: ctrl.nll[v][i] for v in ctrl.nll},
             }
         )
     return rows
@@ -264,7 +311,7 @@ def summarize_rows(rows: Sequence[dict]) -> dict:
     labels = [r["label"] for r in rows]
     ntok = [r["n_tokens"] for r in rows]
     conv = [bool(r["converged"]) for r in rows]
-    return {
+    out = {
         "n_items": len(rows),
         "conv_pct": 100.0 * sum(conv) / max(1, len(rows)),
         "base": summarize_choice_scores(base, labels, ntok),
@@ -272,3 +319,8 @@ def summarize_rows(rows: Sequence[dict]) -> dict:
         "cram": summarize_choice_scores(comp, labels, ntok),
         "cram_converged": summarize_choice_scores(comp, labels, ntok, conv),
     }
+    if rows and all("random" in r for r in rows):
+        ctrl = {v: [r["random"][v] for r in rows] for v in rows[0]["random"]}
+        out["random"] = summarize_choice_scores(ctrl, labels, ntok)
+        out["random_converged"] = summarize_choice_scores(ctrl, labels, ntok, conv)
+    return out

@@ -153,7 +153,10 @@ def downstream_figure(results: dict[str, dict], model_name: str) -> go.Figure:
     variants = (("context_ending", "context+ending"), ("ending_only", "ending only"))
     cols = [(t, v, f"{t}<br>{label}") for t in results for v, label in variants
             if v in results[t]["base_converged"] and v in results[t]["cram_converged"]]  # fmt: skip
-    for key, name in (("base_converged", "Base"), ("cram_converged", "Cram (converged)")):
+    bars = [("base_converged", "Base"), ("cram_converged", "Cram (converged)")]
+    if all("random_converged" in results[t] for t, _, _ in cols):
+        bars.append(("random_converged", "random memory, same norm (control)"))
+    for key, name in bars:
         fig.add_bar(x=[c[2] for c in cols], y=[results[t][key][v]["acc"] for t, v, _ in cols], name=name)
     fig.add_hline(y=25, line_dash="dot", annotation_text="chance (4 choices)")
     fig.update_layout(title=f"{model_name}: likelihood multiple choice with and without the crammed context",

@@ -114,15 +114,17 @@ def choice_table(task: str, s: dict) -> Table:
         title_justify="left",
     )
     for c in ("variant", "Base acc (all)", "Base tok-norm (all)", "Base acc (conv.)", "Cram acc (conv.)",
-              "Cram acc (all)"):  # fmt: skip
+              "Cram acc (all)", "Random mem (conv.)"):  # fmt: skip
         t.add_column(c, justify="right" if c != "variant" else "left")
     for v in s["cram"]:
         b = s["base"].get(v)
         bc = s["base_converged"].get(v)
+        rc = s.get("random_converged", {}).get(v)
         t.add_row(v, _p(b, "acc"), _p(b, "acc_tok"), _p(bc, "acc"), _p(s["cram_converged"][v], "acc"),
-                  _p(s["cram"][v], "acc"))  # fmt: skip
+                  _p(s["cram"][v], "acc"), _p(rc, "acc"))  # fmt: skip
     t.caption = (
-        f"paper SmolLM2-1.7B (512 items): Base {paper['base']}, Full Acc/Conv {paper['full']}; chance 25%"
+        f"paper SmolLM2-1.7B (512 items): Base {paper['base']}, Full Acc/Conv {paper['full']}; chance 25%\n"
+        "Random mem: each crammed vector replaced by a random direction of the same norm (the content control)"
     )
     return t
 

@@ -228,3 +228,33 @@ def test_smollm2_hellaswag_contexts_are_token_prefixes(smollm2, shared_data):
         assert ctx_len == len(smollm2.to_tokens(it.context)[0])
     s = score_items(smollm2, items[:1], None, ("context_ending", "ending_only"))
     assert all(0 < x < 20 for row in s.nll["context_ending"] for x in row)
+
+
+def test_random_memory_control_is_norm_matched_deterministic_and_backfilled(tiny_llama, tmp_path):
+    from analyses.downstream import evaluate_choices, norm_matched_random, read_results
+
+    items = [ITEM, bm.Item("y", "A dog ran", ("home.", "to the park", "away"), 2, "hellaswag")]
+    mem = torch.randn(2, 1, tiny_llama.cfg.d_model) * torch.tensor([3.0, 0.5])[:, None, None]
+    ctrl = norm_matched_random(mem, items)
+    torch.testing.assert_close(ctrl.norm(dim=-1), mem.norm(dim=-1))
+    assert torch.equal(ctrl, norm_matched_random(mem, items))  # seeded by the item id
+    assert abs(F.cosine_similarity(ctrl[0, 0], mem[0, 0], dim=0)) < 0.5
+    crams = cram_contexts(tiny_llama, items, tmp_path / "crams", max_steps=2, batch_size=2, log=None)
+    s = evaluate_choices(tiny_llama, items, crams, tmp_path, log=None)
+    rows = read_results(tmp_path / "results.jsonl")
+    want = score_items(tiny_llama, items, norm_matched_random(torch.stack([crams[i.id].embedding for i in items]),
+                       items), ("context_ending", "ending_only"))  # fmt: skip
+    for i, r in enumerate(rows):
+        assert r["random"]["ending_only"] == pytest.approx(want.nll["ending_only"][i], abs=1e-5)
+    assert s["random_converged"]["context_ending"]["n"] == s["cram_converged"]["context_ending"]["n"]
+    # rows written before the control existed get it on the next call, the rest of the row untouched
+    old = [{k: v for k, v in r.items() if k != "random"} for r in rows]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert "random" not in summarize_rows(old)
+    s2 = evaluate_choices(tiny_llama, items, crams, tmp_path, log=None)
+    again = read_results(tmp_path / "results.jsonl")
+    for a, b in zip(again, rows, strict=True):
+        for v in b["random"]:
+            assert a["random"][v] == pytest.approx(b["random"][v], abs=1e-5)
+    assert [r["cram"] for r in again] == [r["cram"] for r in rows]
+    assert s2["random"] == s["random"]
