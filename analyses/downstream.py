@@ -32,7 +32,7 @@ from cramlens.runs import atomic_write_text
 from cramlens.texts import TextSample
 
 from .benchmarks import Item
-from .scoring import ChoiceScores, score_items, summarize_choice_scores
+from .scoring import ChoiceScores, paired_flips, predict, score_items, summarize_choice_scores
 
 
 def load_model(name: str, device: str | None = None, dtype: str = "float32", threads: int | None = None,
@@ -323,4 +323,10 @@ def summarize_rows(rows: Sequence[dict]) -> dict:
         ctrl = {v: [r["random"][v] for r in rows] for v in rows[0]["random"]}
         out["random"] = summarize_choice_scores(ctrl, labels, ntok)
         out["random_converged"] = summarize_choice_scores(ctrl, labels, ntok, conv)
+    # paired on the converged subset: items the memory turns right / wrong, against no memory and the control
+    out["paired_converged"] = {
+        f"{ref}_vs_cram": {v: paired_flips(predict(others[v]), predict(comp[v]), labels, conv)
+                           for v in others if v in comp}
+        for ref, others in (("base", base), ("random", out.get("random") and ctrl)) if others
+    }  # fmt: skip
     return out

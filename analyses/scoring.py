@@ -18,6 +18,7 @@ compressed text (REFERENCE E.9); we use ``" "`` for both so that Base and Cram s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -219,6 +220,18 @@ def token_normalized_accuracy(
     keep = [i for i in range(len(labels)) if mask is None or mask[i]]
     den = sum(n_tokens[i] for i in keep)
     return 100.0 * sum(n_tokens[i] * (pred[i] == labels[i]) for i in keep) / den if den else float("nan")
+
+
+def paired_flips(
+    pred_a: Sequence[int], pred_b: Sequence[int], labels: Sequence[int], mask: Sequence[bool] | None = None
+) -> dict[str, float]:
+    """Items right under ``a`` only / ``b`` only, and the exact two-sided McNemar p-value of that split."""
+    keep = [i for i in range(len(labels)) if mask is None or mask[i]]
+    a_only = sum(1 for i in keep if pred_a[i] == labels[i] != pred_b[i])
+    b_only = sum(1 for i in keep if pred_b[i] == labels[i] != pred_a[i])
+    n, k = a_only + b_only, min(a_only, b_only)
+    p = min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2**n) if n else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p": p}
 
 
 def summarize_choice_scores(

@@ -126,6 +126,10 @@ def choice_table(task: str, s: dict) -> Table:
         f"paper SmolLM2-1.7B (512 items): Base {paper['base']}, Full Acc/Conv {paper['full']}; chance 25%\n"
         "Random mem: each crammed vector replaced by a random direction of the same norm (the content control)"
     )
+    for pair, f in s.get("paired_converged", {}).items():
+        ref = pair.split("_vs_")[0]
+        flips = "; ".join(f"{v} +{d['b_only']}/-{d['a_only']} (p {d['p']:.3f})" for v, d in f.items())
+        t.caption += f"\ncram vs {ref}, converged, items turned right/wrong (exact McNemar): {flips}"
     return t
 
 

@@ -258,3 +258,15 @@ def test_random_memory_control_is_norm_matched_deterministic_and_backfilled(tiny
             assert a["random"][v] == pytest.approx(b["random"][v], abs=1e-5)
     assert [r["cram"] for r in again] == [r["cram"] for r in rows]
     assert s2["random"] == s["random"]
+
+
+def test_paired_flips_counts_and_exact_mcnemar():
+    from analyses.scoring import paired_flips
+
+    assert paired_flips([0, 1, 2, 0], [0, 0, 2, 1], [0, 1, 1, 1]) == {"a_only": 1, "b_only": 1, "p": 1.0}
+    five = paired_flips([1] * 6, [0] * 6, [0] * 6, [True] * 5 + [False])
+    assert (five["a_only"], five["b_only"]) == (0, 5) and five["p"] == pytest.approx(2 / 32)
+    rows = [{"id": str(i), "label": 0, "n_tokens": 3, "converged": True, "base": {"ending_only": [1.0, 0.0]},
+             "cram": {"ending_only": [0.0, 1.0]}} for i in range(4)]  # fmt: skip
+    flips = summarize_rows(rows)["paired_converged"]["base_vs_cram"]["ending_only"]
+    assert flips == {"a_only": 0, "b_only": 4, "p": pytest.approx(2 / 16)}
