@@ -38,7 +38,13 @@ COMMANDS = {
     "trajectory": "python scripts/trajectory.py --run {runs}/prog6 --figures {results}/trajectory",
     "diversity": "python scripts/diversity.py run --lrs 0.01 0.1 0.5 --samples 3 --seq-len 32 --root {runs}",
     "probes": "python scripts/probes.py --samples 96 --seq-len 12 --out {runs}/probes_cram --figures {results}/probes",
-    "depth": "python scripts/depth.py --grid smollm2-135m=1,2,4,8,full --samples 5 --seq-len 48 --out {runs}/capacity",
+    "depth": (
+        "python scripts/depth.py --grid smollm2-135m=1,2,4,8,full --samples 5 --seq-len 48 --steps-per-stage 1000 "
+        "--max-steps 3000 --out {runs}/capacity; python scripts/depth.py --grid smollm2-135m=4 --scheme first_last "
+        "--samples 5 --seq-len 48 --steps-per-stage 1000 --max-steps 3000 --out {runs}/capacity; python "
+        "scripts/depth.py --grid gemma-3-270m=1,2,4,full --samples 3 --seq-len 32 --no-finetune --steps-per-stage 500 "
+        "--max-steps 1500 --out {runs}/capacity"
+    ),
     "capacity": "python scripts/capacity.py --model smollm2-135m --out {runs}/capacity",
     "knockout": "python scripts/knockout.py --direction all --out {runs}/knockout",
     "sink": "python scripts/knockout.py --sink --no-sweep --out {runs}/knockout (per --model)",
@@ -594,7 +600,8 @@ REGISTRY: list[FigureSpec] = [
     ),
     FigureSpec(
         "depth_heatmap",
-        "mean horizon per (model, first-N blocks kept) beside the paper's pivot",
+        "mean horizon per (model, blocks kept: first N, first 4 + last 4, full) beside the paper's pivot; "
+        "'≥' / 'lb' mark horizons that hit the length cap or step budget (lower bounds), 'no ft' rows were not finetuned",
         "Table depth_size_pivot (C.8, D.10)",
         "{runs}/capacity/*/*/result.json",
         "depth",
