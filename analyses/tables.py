@@ -110,8 +110,8 @@ def _table(
         cells={"values": cols, "fill_color": [fill] * len(columns), "align": "left", "font": {"size": 12},
                "height": 26, "line_color": "#d0d0d0"},
     ))  # fmt: skip
-    fig.update_layout(
-        width=1250, height=120 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
+    fig.update_layout(  # 150: room for headers that wrap to three lines
+        width=1250, height=150 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
     )
     return fig
 
@@ -130,22 +130,23 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
     for task, s in summaries.items():
         b, bc = s["base"].get(VARIANT, {}), s["base_converged"].get(VARIANT, {})
         c, cc = s["cram"].get(VARIANT, {}), s["cram_converged"].get(VARIANT, {})
+        rc = s.get("random_converged", {}).get(VARIANT, {})
         r = {"task": task, "n": s["n_items"], "conv_pct": s["conv_pct"], "base_acc": b.get("acc"),
              "base_acc_tok": b.get("acc_tok"), "base_conv_acc": bc.get("acc"), "cram_conv_acc": cc.get("acc"),
-             "cram_acc": c.get("acc")}  # fmt: skip
+             "cram_acc": c.get("acc"), "random_conv_acc": rc.get("acc")}  # fmt: skip
         rows.append(r)
         cells.append([f"{model}: {task}" if model else task, str(r["n"]), _f(r["conv_pct"]), _f(r["base_acc"]), _f(r["base_acc_tok"]),
-                      _f(r["base_conv_acc"]), _f(r["cram_conv_acc"]), _f(r["cram_acc"])])  # fmt: skip
+                      _f(r["base_conv_acc"]), _f(r["cram_conv_acc"]), _f(r["cram_acc"]), _f(r["random_conv_acc"])])  # fmt: skip
     fill = ["white"] * len(cells)
     for task in summaries:
         if task in PAPER_DOWNSTREAM:
             base, full, prog = PAPER_DOWNSTREAM[task]
             cells.append([f"paper SmolLM2-1.7B: {task}", "512", f"full {full.split(' / ')[1]}", "–", base, "–",
-                          f"full {full.split(' / ')[0]}, prog {prog.split(' / ')[0]}", "–"])  # fmt: skip
+                          f"full {full.split(' / ')[0]}, prog {prog.split(' / ')[0]}", "–", "–"])  # fmt: skip
             fill.append(GREY)
     cols = ("task", "items", "Conv %", "Base acc (all)", "Base tok-norm (all)", "Base acc (conv.)",
-            "Cram acc (conv.)", "Cram acc (all)")  # fmt: skip
-    fig = _table(cells, cols, fill, [2.0, 0.5, 0.8, 0.9, 1.0, 0.9, 1.3, 0.9])
+            "Cram acc (conv.)", "Cram acc (all)", "Random vector, same norm (conv.)")  # fmt: skip
+    fig = _table(cells, cols, fill, [2.0, 0.5, 0.8, 0.9, 1.0, 0.9, 1.3, 0.9, 1.0])
     fig.update_layout(title="Reconstruction is not understanding: likelihood multiple choice with and without the "
                       "crammed context (context+ending PPL; chance 25%; grey: paper D.6)")  # fmt: skip
     return fig, rows

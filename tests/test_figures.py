@@ -287,12 +287,12 @@ def choice_summary(conv=75.0, base=40.0, cram=30.0) -> dict:
 
 
 def test_downstream_mmlu_and_sink_tables():
-    fig, rows = T.downstream_table(
-        {"hellaswag": choice_summary(), "arc_easy": choice_summary(50, 60, 45)}, "m"
-    )
+    arc = {**choice_summary(50, 60, 45), "random_converged": {"context_ending": {"acc": 37.5, "n": 8}}}
+    fig, rows = T.downstream_table({"hellaswag": choice_summary(), "arc_easy": arc}, "m")
     cols = fig.data[0].cells.values
     assert list(cols[0][:2]) == ["m: hellaswag", "m: arc_easy"]
     assert [cols[i][0] for i in range(2, 8)] == ["75.0", "40.0", "41.0", "42.0", "32.0", "30.0"]
+    assert list(cols[8][:2]) == ["–", "37.5"]  # the random-memory control, where it was scored
     assert cols[0][2].startswith("paper SmolLM2-1.7B") and rows[1]["cram_acc"] == 45
     modes = {"baseline": {"n": 4, "acc": 50.0, "valid": 100.0, "acc_ref": 50.0, "valid_ref": 100.0,
                           "cram_tf": float("nan")},
