@@ -560,7 +560,7 @@ REGISTRY: list[FigureSpec] = [
     ),
     FigureSpec(
         "downstream_table",
-        "HellaSwag / ARC-E accuracy with and without the crammed context, Conv%",
+        "HellaSwag / ARC-E accuracy with and without the crammed context and with a same-norm random vector (control), Conv%",
         "Table semantic_evaluation (C.4, D.6)",
         "{runs}/downstream/{hellaswag,arc_easy}/summary.json",
         "downstream",
