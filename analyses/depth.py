@@ -323,7 +323,13 @@ def finetune(
     continued from its last checkpoint. The model is left frozen and in eval mode.
     """
     out = Path(out) if out is not None else None
-    if out is not None and resume and (out / "finetune.json").exists():
+    # a record without its weights (e.g. a clone that committed results but not checkpoints) retrains
+    if (
+        out is not None
+        and resume
+        and (out / "finetune.json").exists()
+        and (out / "model.safetensors").exists()
+    ):
         done = json.loads((out / "finetune.json").read_text())
         if done["config"] == cfg.to_dict():
             load_finetuned(model, out)

@@ -157,6 +157,11 @@ def test_finetune_lowers_validation_loss_and_resumes(tiny_llama, tmp_path):
     again = truncate(tiny_llama, 1)
     res2 = finetune(again, cfg, out=tmp_path / "ft", corpus=corpus)
     assert res2.val_loss_after == res.val_loss_after
+    # the record without its weights retrains (same seed, same result) instead of failing to load
+    (tmp_path / "ft" / "model.safetensors").unlink()
+    res3 = finetune(truncate(tiny_llama, 1), cfg, out=tmp_path / "ft", corpus=corpus)
+    assert res3.val_loss_after == pytest.approx(res.val_loss_after, abs=1e-4)
+    assert (tmp_path / "ft" / "model.safetensors").exists()
     tokens = torch.randint(0, 5000, (1, 8))
     assert torch.equal(again(tokens), model(tokens))
     third = load_finetuned(truncate(tiny_llama, 1), tmp_path / "ft")
