@@ -229,10 +229,9 @@ def evaluate_choices(
         )
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
         comp = score_items(model, chunk, mem, variants, joiner, batch_size=batch_size)
-        ctrl = score_items(
-            model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
+        append_results(
+            path, _rows(chunk, base, comp, crams, _control_scores(model, chunk, mem, joiner, batch_size))
         )
-        append_results(path, _rows(chunk, base, comp, crams, ctrl))
         if log is not None:
             log(f"scored {min(start + batch_size, len(todo))}/{len(todo)} items")
     _add_missing_control(model, items, crams, path, joiner, batch_size, log)
@@ -261,6 +260,14 @@ def norm_matched_random(mem: torch.Tensor, items: Sequence[Item]) -> torch.Tenso
     return out
 
 
+def _control_scores(
+    model, chunk: Sequence[Item], mem: torch.Tensor, joiner: str, batch_size: int
+) -> ChoiceScores:
+    return score_items(
+        model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
+    )
+
+
 def _add_missing_control(model, items, crams, path: Path, joiner: str, batch_size: int, log) -> None:
     """Score the control memory for rows written before it existed; rewrites ``results.jsonl`` atomically."""
     rows = read_results(path)
@@ -271,9 +278,7 @@ def _add_missing_control(model, items, crams, path: Path, joiner: str, batch_siz
     for start in range(0, len(todo), batch_size):
         chunk = [by_id[r["id"]] for r in todo[start : start + batch_size]]
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
-        ctrl = score_items(
-            model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
-        )
+        ctrl = _control_scores(model, chunk, mem, joiner, batch_size)
         for i, r in enumerate(todo[start : start + batch_size]):
             r["random"] = {v: ctrl.nll[v][i] for v in ctrl.nll}
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -319,14 +324,16 @@ def summarize_rows(rows: Sequence[dict]) -> dict:
         "cram": summarize_choice_scores(comp, labels, ntok),
         "cram_converged": summarize_choice_scores(comp, labels, ntok, conv),
     }
+    refs = {"base": base}
     if rows and all("random" in r for r in rows):
-        ctrl = {v: [r["random"][v] for r in rows] for v in rows[0]["random"]}
+        refs["random"] = ctrl = {v: [r["random"][v] for r in rows] for v in rows[0]["random"]}
         out["random"] = summarize_choice_scores(ctrl, labels, ntok)
         out["random_converged"] = summarize_choice_scores(ctrl, labels, ntok, conv)
     # paired on the converged subset: items the memory turns right / wrong, against no memory and the control
     out["paired_converged"] = {
-        f"{ref}_vs_cram": {v: paired_flips(predict(others[v]), predict(comp[v]), labels, conv)
-                           for v in others if v in comp}
-        for ref, others in (("base", base), ("random", out.get("random") and ctrl)) if others
-    }  # fmt: skip
+        f"{ref}_vs_cram": {
+            v: paired_flips(predict(nll[v]), predict(comp[v]), labels, conv) for v in nll if v in comp
+        }
+        for ref, nll in refs.items()
+    }
     return out

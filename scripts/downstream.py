@@ -82,7 +82,7 @@ def parse(argv=None) -> argparse.Namespace:
     )
     g = p.add_argument_group("output")
     g.add_argument("--out", default="runs/downstream", help="run directory root (one subdirectory per task)")
-    g.add_argument("--figures", default="figures/downstream", help="figures and markdown tables")
+    g.add_argument("--figures", default="figures/downstream", help="where the figure goes ('' to skip)")
     a = p.parse_args(argv)
     if a.paper:
         a.limit, a.max_ctx_tokens, a.max_steps, a.score_from, a.mmlu_steps = 512, 0, 1000, "memory", 1000
@@ -212,18 +212,20 @@ def main(argv=None) -> None:
     from analyses.downstream import load_model
 
     model = load_model(a.model, a.device, a.dtype, a.threads, not a.no_fast)
-    figs = Path(a.figures)
+    figs = Path(a.figures) if a.figures else None
     if a.task == "mmlu":
         s = mmlu_task(model, a, console)
-        save_figure(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
+        if figs:
+            save_figure(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
     else:
-        s = choice_task(model, a, console)
+        choice_task(model, a, console)
         done = {}
         for task in ("hellaswag", "arc_easy"):
             p = Path(a.out) / task / "summary.json"
             if p.exists():
                 done[task] = json.loads(p.read_text())
-        save_figure(ef.downstream_figure(done, a.model), figs / f"{a.model}_choices")
+        if figs:
+            save_figure(ef.downstream_figure(done, a.model), figs / f"{a.model}_choices")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 
-def test_downstream_script_scores_hellaswag_and_draws_its_figure(tmp_path):
+def test_downstream_script_scores_hellaswag_and_draws_its_figure(tmp_path, monkeypatch):
     import downstream as script
 
     script.main(["--model", "tiny-llama", "--task", "hellaswag", "--limit", "2", "--max-steps", "2",
@@ -20,6 +20,11 @@ def test_downstream_script_scores_hellaswag_and_draws_its_figure(tmp_path):
     summary = json.loads((tmp_path / "runs" / "hellaswag" / "summary.json").read_text())
     assert summary
     assert (tmp_path / "f" / "tiny-llama_choices.html").exists()
+    # rerun (everything resumes) with --figures '': no figure anywhere, the working directory included
+    monkeypatch.chdir(tmp_path)
+    script.main(["--model", "tiny-llama", "--task", "hellaswag", "--limit", "2", "--max-steps", "2",
+                 "--out", str(tmp_path / "runs"), "--figures", ""])  # fmt: skip
+    assert not list(tmp_path.glob("*.html"))
 
 
 def test_knockout_sweep_script_writes_rows_summary_and_figures(tmp_path):
