@@ -229,12 +229,10 @@ def evaluate_choices(
         )
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
         comp = score_items(model, chunk, mem, variants, joiner, batch_size=batch_size)
-        append_results(
-            path, _rows(chunk, base, comp, crams, _control_scores(model, chunk, mem, joiner, batch_size))
-        )
+        append_results(path, _rows(chunk, base, comp, crams))
         if log is not None:
             log(f"scored {min(start + batch_size, len(todo))}/{len(todo)} items")
-    _add_missing_control(model, items, crams, path, joiner, batch_size, log)
+    _add_control(model, items, crams, path, joiner, batch_size, log)
     rows = [r for r in read_results(path) if r["id"] in {it.id for it in items}]
     summary = summarize_rows(rows)
     write_summary(out / "summary.json", summary)
@@ -260,16 +258,9 @@ def norm_matched_random(mem: torch.Tensor, items: Sequence[Item]) -> torch.Tenso
     return out
 
 
-def _control_scores(
-    model, chunk: Sequence[Item], mem: torch.Tensor, joiner: str, batch_size: int
-) -> ChoiceScores:
-    return score_items(
-        model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
-    )
-
-
-def _add_missing_control(model, items, crams, path: Path, joiner: str, batch_size: int, log) -> None:
-    """Score the control memory for rows written before it existed; rewrites ``results.jsonl`` atomically."""
+def _add_control(model, items, crams, path: Path, joiner: str, batch_size: int, log) -> None:
+    """Score the control memory for every row that lacks it (new rows, and rows written before the control
+    existed); rewrites ``results.jsonl`` atomically."""
     rows = read_results(path)
     by_id = {it.id: it for it in items}
     todo = [r for r in rows if "random" not in r and r["id"] in by_id]
@@ -278,17 +269,16 @@ def _add_missing_control(model, items, crams, path: Path, joiner: str, batch_siz
     for start in range(0, len(todo), batch_size):
         chunk = [by_id[r["id"]] for r in todo[start : start + batch_size]]
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
-        ctrl = _control_scores(model, chunk, mem, joiner, batch_size)
+        ctrl = score_items(model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner,
+                           batch_size=batch_size)  # fmt: skip
         for i, r in enumerate(todo[start : start + batch_size]):
             r["random"] = {v: ctrl.nll[v][i] for v in ctrl.nll}
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     if log is not None:
-        log(f"scored the random-memory control for {len(todo)} earlier rows")
+        log(f"scored the random-memory control for {len(todo)} rows")
 
 
-def _rows(
-    chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: dict, ctrl: ChoiceScores
-) -> list[dict]:
+def _rows(chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: dict) -> list[dict]:
     rows = []
     for i, it in enumerate(chunk):
         s = crams[it.id]
@@ -303,7 +293,6 @@ def _rows(
                 "greedy_exact": s.greedy_exact,
                 "base": {v: base.nll[v][i] for v in base.nll},
                 "cram": {v: comp.nll[v][i] for v in comp.nll},
-                "random": {v: ctrl.nll[v][i] for v in ctrl.nll},
             }
         )
     return rows
