@@ -321,7 +321,7 @@ def run_variant(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Truncate ``base`` as ``v`` says, finetune (cached in ``<variant>/finetune``), cram ``texts``; one result row."""
-    from analyses.depth import evaluate, finetune, lm_corpus, truncate
+    from analyses.depth import finetune, truncate, validation_loss
 
     vdir = Path(root) / v.model / v.name
     t0 = time.process_time()
@@ -337,8 +337,7 @@ def run_variant(
         )
     val_loss = None
     if ft is None and ft_cfg is not None:  # the same held-out windows, so unfinetuned rows are comparable
-        _, val = lm_corpus(model, ft_cfg.source, ft_cfg.seq_len, ft_cfg.skip_docs, ft_cfg.val_docs)
-        val_loss = evaluate(model, val[: ft_cfg.max_val_windows])
+        val_loss = validation_loss(model, ft_cfg)
         log(f"  {v.model} {v.name} (not finetuned): val loss {val_loss:.3f} nats")
     t_ft = time.process_time() - t0
     run = cram_source(model, texts, cram_dir(root, v.model, v.name, source), recipe, batch_size, seed)

@@ -97,8 +97,10 @@ def _row_label(results: Sequence[dict], model: str) -> str:
     rows = [r for r in results if r["model"] == model]
     layers = next((r["base_layers"] for r in rows if r.get("base_layers")), None)
     cut = [r for r in rows if r.get("n") is not None]
-    ft = "" if not cut or any(r.get("finetuned") for r in cut) else ", no ft"
-    return f"{model} ({layers}L{ft})" if layers else f"{model}{ft and ' (no ft)'}"
+    notes = [f"{layers}L"] if layers else []
+    if cut and not any(r.get("finetuned") for r in cut):
+        notes.append("no ft")
+    return f"{model} ({', '.join(notes)})" if notes else model
 
 
 def _cell_text(r: dict | None) -> str:

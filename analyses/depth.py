@@ -51,6 +51,7 @@ __all__ = [
     "variant_name",
     "truncate",
     "lm_corpus",
+    "validation_loss",
     "lm_loss",
     "evaluate",
     "finetune",
@@ -285,6 +286,15 @@ def evaluate(model: HookedTransformer, tokens: torch.Tensor, batch_size: int = 8
     return total / max(1, count)
 
 
+def _corpus(model: HookedTransformer, cfg: FinetuneConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    return lm_corpus(model, cfg.source, cfg.seq_len, cfg.skip_docs, cfg.val_docs)
+
+
+def validation_loss(model: HookedTransformer, cfg: FinetuneConfig = CPU_FINETUNE) -> float:
+    """The loss a :func:`finetune` with ``cfg`` reports, on the same held-out windows, for a model left as it is."""
+    return evaluate(model, _corpus(model, cfg)[1][: cfg.max_val_windows])
+
+
 def _lr_factor(step: int, cfg: FinetuneConfig) -> float:
     if cfg.warmup > 0 and step < cfg.warmup:
         return (step + 1) / cfg.warmup
@@ -334,11 +344,7 @@ def finetune(
         if done["config"] == cfg.to_dict():
             load_finetuned(model, out)
             return FinetuneResult(**{**done, "path": str(out)})
-    train, val = (
-        corpus
-        if corpus is not None
-        else lm_corpus(model, cfg.source, cfg.seq_len, cfg.skip_docs, cfg.val_docs)
-    )
+    train, val = corpus if corpus is not None else _corpus(model, cfg)
     val = val[: cfg.max_val_windows]
     t0 = time.time()
     params = _trainable(model, cfg.trainable)
