@@ -26,10 +26,10 @@ demo: $(STAMP)
 		--steps-per-stage 400 --max-steps 800 --compare-full --full-max-steps 300 --out runs/demo --resume
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 --timeout=600 tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q tests -m "not integration and not slow"
+	$(PY) -m pytest -q --timeout=600 tests -m "not integration and not slow"
 
 # Static PNG export (kaleido) needs a Chrome-family browser: Debian's chromium.
 figures: $(STAMP)

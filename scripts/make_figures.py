@@ -6,8 +6,8 @@
     python scripts/make_figures.py --out /tmp/f --only token_explorer horizon_ig --progressive runs/demo
 
 Each figure is one interactive HTML file (plotly.js is written once as ``<out>/plotly.min.js`` and referenced
-relatively, so the files work offline) and one PNG (kaleido + a Chrome-family browser; when that fails the HTML is
-still written). A figure whose inputs are absent is skipped with one line naming the missing run or result and
+relatively, so the files work offline) and one PNG (kaleido + a Chrome-family browser; without one, or when it fails, PNGs are skipped with one
+warning line and the HTML is still written). A figure whose inputs are absent is skipped with one line naming the missing run or result and
 the command that makes it; ``<out>/README.md`` indexes what was made and lists what is waiting.
 No model is loaded: figures that need forwards are drawn from the result files of their analysis scripts.
 """
@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analyses.figure_io import PngExport, write_html  # noqa: E402
 from analyses.figure_registry import COMMANDS, REGISTRY, Built, FigureSpec, Missing, Sources  # noqa: E402
 from cramlens import cli  # noqa: E402
 
@@ -48,48 +48,7 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class PngWriter:
-    """kaleido with one browser kept open for all figures; the first failure disables PNGs with one warning."""
-
-    def __init__(self, enabled: bool, scale: float):
-        self.enabled, self.scale, self.server, self.error = enabled, scale, False, ""
-
-    def write(self, fig, path: Path) -> bool:
-        if not self.enabled:
-            return False
-        try:
-            import kaleido
-
-            if not self.server and hasattr(kaleido, "start_sync_server"):
-                kaleido.start_sync_server(silence_warnings=True)
-                self.server = True
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fig.write_image(str(path), scale=self.scale)
-            return True
-        except Exception as e:  # no browser / kaleido: keep going with HTML only
-            self.enabled = False
-            self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            print(f"warning: static PNG export failed ({self.error[:160]}); writing HTML only "
-                  "(install chromium: `apt-get install -y chromium`, or run `make figures`)", file=sys.stderr)  # fmt: skip
-            return False
-
-    def close(self) -> None:
-        if self.server:
-            import kaleido
-
-            try:
-                kaleido.stop_sync_server(silence_warnings=True)
-            except Exception:  # pragma: no cover
-                pass
-
-
-def write_html(fig, path: Path) -> None:
-    """HTML referencing ``plotly.min.js`` beside it (plotly copies the bundle there the first time)."""
-    fig.write_html(str(path), include_plotlyjs="directory", full_html=True)
-
-
-def make(specs: list[FigureSpec], src: Sources, out: Path, png: PngWriter, log=print) -> tuple[list, list]:
+def make(specs: list[FigureSpec], src: Sources, out: Path, png: PngExport, log=print) -> tuple[list, list]:
     """Build and write every spec; returns ``(made, skipped)``: ``(spec, Built, files)`` and ``(spec, reason)``."""
     out.mkdir(parents=True, exist_ok=True)
     made, skipped = [], []
@@ -183,11 +142,8 @@ def main(argv=None) -> None:
             raise cli.CramlensError(f"unknown figure(s) {', '.join(unknown)}; see --list")
         specs = [s for s in REGISTRY if s.name in a.only]
     out = Path(a.out)
-    png = PngWriter(not a.no_png, a.png_scale)
-    try:
+    with PngExport(not a.no_png, a.png_scale) as png:
         made, skipped = make(specs, src, out, png)
-    finally:
-        png.close()
     from cramlens.runs import atomic_write_text
 
     n_png = sum(len(f) - 1 for _, _, f in made)

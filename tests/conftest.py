@@ -23,6 +23,17 @@ from cramlens.models import load_model  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def no_browser(monkeypatch, tmp_path_factory):
+    """No test needs a browser: kaleido's lookup is pointed at a missing executable, so PNG export is skipped."""
+    import analyses.figure_io as figure_io
+
+    missing = tmp_path_factory.getbasetemp() / "no-such-browser"
+    monkeypatch.setenv("BROWSER_PATH", str(missing))
+    monkeypatch.setattr(figure_io, "_default_export", None)
+    yield missing
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the shared data directory (``../shared/data``)."""

@@ -250,26 +250,57 @@ def test_make_figures_without_any_run_skips_everything(tmp_path, capsys):
     assert "0 figures" in log and (tmp_path / "f" / "README.md").exists()
 
 
-def test_png_failure_warns_once_and_keeps_html(tmp_path, capsys, monkeypatch):
+def test_png_failure_warns_once_stops_the_server_and_keeps_html(tmp_path, capsys, monkeypatch):
+    import kaleido
     import plotly.graph_objects as go
 
+    import analyses.figure_io as fio
+
     mf = make_figures_script()
-    PngWriter, make = mf.PngWriter, mf.make
+    started, stopped = [], []
+    monkeypatch.setattr(fio, "find_browser", lambda: "/usr/bin/some-browser")
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **k: started.append(1))
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **k: stopped.append(1))
 
     def boom(*a, **k):
-        raise RuntimeError("no browser")
+        raise RuntimeError("browser crashed")
 
     monkeypatch.setattr(go.Figure, "write_image", boom)
     write_run(tmp_path / "runs" / "prog6", synthetic_rows())
-    png = PngWriter(True, 1.0)
     specs = [reg.get("horizon_ig"), reg.get("token_explorer")]
-    made, skipped = make(
-        specs, reg.Sources(tmp_path / "runs", tmp_path), tmp_path / "f", png, log=lambda s: None
-    )
+    with fio.PngExport(True, 1.0) as png:
+        made, skipped = mf.make(
+            specs, reg.Sources(tmp_path / "runs", tmp_path), tmp_path / "f", png, log=lambda s: None
+        )
     err = capsys.readouterr().err
-    assert err.count("static PNG export failed") == 1 and "no browser" in err
+    assert err.count("PNG export off") == 1 and "browser crashed" in err
+    assert started == [1] and stopped == [1]  # started once, stopped on the failure, not again on close
     assert len(made) == 2 and not skipped
     assert all(len(files) == 1 and files[0].suffix == ".html" and files[0].exists() for _, _, files in made)
+
+
+@pytest.mark.timeout(60)
+def test_without_a_browser_no_server_starts_and_figures_finish_as_html(tmp_path, capsys, monkeypatch, no_browser):
+    import kaleido
+    import plotly.graph_objects as go
+
+    import analyses.figure_io as fio
+
+    assert not no_browser.exists() and fio.find_browser() is None
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **k: pytest.fail("server started without a browser"))
+    # the whole make_figures path, PNG export requested
+    write_run(tmp_path / "runs" / "prog6", synthetic_rows())
+    mf = make_figures_script()
+    mf.main(["--out", str(tmp_path / "f"), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "none"),
+             "--only", "horizon_ig", "token_explorer"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("PNG export off (no Chrome-family browser found)") == 1, err
+    assert (tmp_path / "f" / "horizon_ig.html").exists() and not list((tmp_path / "f").glob("*.png"))
+    # and save_figure, twice in one process: one warning, HTML each time, no PNG
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))
+    assert fio.save_figure(fig, tmp_path / "a") == [tmp_path / "a.html"]
+    assert fio.save_figure(fig, tmp_path / "b") == [tmp_path / "b.html"]
+    assert capsys.readouterr().err.count("PNG export off") == 1
 
 
 def test_registry_names_are_unique_and_commands_known():
