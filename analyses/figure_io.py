@@ -16,14 +16,18 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-INSTALL_HINT = "install a Chrome-family browser for PNGs (Debian: `apt-get install -y chromium`, or `make figures`)"
+INSTALL_HINT = (
+    "install a Chrome-family browser for PNGs (Debian: `apt-get install -y chromium`, or `make figures`)"
+)
 
 
 def find_browser() -> str | None:
     """The executable kaleido would start, or None when there is none (a path that is not executable counts as none)."""
     try:
         from choreographer.browsers.chromium import Chromium
-    except ImportError:  # kaleido < 1.0 bundled its own renderer; without choreographer there is nothing to find
+    except (
+        ImportError
+    ):  # kaleido < 1.0 bundled its own renderer; without choreographer there is nothing to find
         return None
     try:
         path = Chromium.find_browser(skip_local=False)

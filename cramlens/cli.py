@@ -203,3 +203,9 @@ def run_main(main: Callable[[], object]) -> None:
             "\ninterrupted: finished stages are saved; rerun the same command with --resume", file=sys.stderr
         )
         sys.exit(130)
+
+
+def elapsed(seconds: float) -> str:
+    """``4 min 12 s`` / ``37 s``: wall time as a person reads it."""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s} s" if m else f"{s} s"

@@ -249,7 +249,10 @@ class CramLoop:
             )
             if passed or out_of_budget:
                 emb = self.memory.materialize().detach() if emb is None else emb
-                self._emit(on_stage, j, passed, acc[r], losses[r], ce_bits[r], min_margin[r], emb, "")
+                # a stage cut short by the per-sample budget is not a stage the method failed
+                cut = not passed and int(st.stage_steps[j]) < rc.steps_per_stage
+                why = "sample_budget" if cut else ""
+                self._emit(on_stage, j, passed, acc[r], losses[r], ce_bits[r], min_margin[r], emb, why)
                 self._advance(j, passed)
             else:
                 stepping[j] = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from cramlens import cli
 
@@ -44,6 +45,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     a = parse(argv)
+    t0 = time.time()
     console = cli.console()
     from cramlens import brittleness, cram, progressive_cram
     from cramlens.distributed import shard_context
@@ -74,6 +76,9 @@ def main(argv=None) -> None:
     if run is None:
         return
     console.print(samples_table(run, "progressive cramming: compression horizons"))
+    from cramlens.paper import horizon_line
+
+    console.print(horizon_line(run.horizons(), a.model))
     if a.compare_full:
         from cramlens.recipe import get_recipe
 
@@ -110,6 +115,7 @@ def main(argv=None) -> None:
         with open(Path(a.out) / "report.md", "a") as f:
             f.write("\n## Brittleness: full cramming @0.99 vs progressive\n\n" + brittleness.markdown(rows))
     console.print(f"results: {run.path}/ (report.md, table/, rows.jsonl, embeddings.safetensors)")
+    console.print(f"elapsed: {cli.elapsed(time.time() - t0)} (model loading included)")
 
 
 if __name__ == "__main__":

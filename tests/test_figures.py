@@ -280,14 +280,18 @@ def test_png_failure_warns_once_stops_the_server_and_keeps_html(tmp_path, capsys
 
 
 @pytest.mark.timeout(60)
-def test_without_a_browser_no_server_starts_and_figures_finish_as_html(tmp_path, capsys, monkeypatch, no_browser):
+def test_without_a_browser_no_server_starts_and_figures_finish_as_html(
+    tmp_path, capsys, monkeypatch, no_browser
+):
     import kaleido
     import plotly.graph_objects as go
 
     import analyses.figure_io as fio
 
     assert not no_browser.exists() and fio.find_browser() is None
-    monkeypatch.setattr(kaleido, "start_sync_server", lambda **k: pytest.fail("server started without a browser"))
+    monkeypatch.setattr(
+        kaleido, "start_sync_server", lambda **k: pytest.fail("server started without a browser")
+    )
     # the whole make_figures path, PNG export requested
     write_run(tmp_path / "runs" / "prog6", synthetic_rows())
     mf = make_figures_script()
