@@ -3,14 +3,19 @@
 Sweep: for every crammed HellaSwag context and every condition, score the item's endings with the paper's
 likelihood rule (context+ending tokens after the first, ``[mem]`` prepended, argmin of the mean NLL) and measure the
 teacher-forced reconstruction of the crammed context (argmax accuracy over its tokens, the memory's own prediction
-of the first token included). Conditions: ``base`` (no memory), ``cram`` (no knockout = k 0 in every direction),
-``forward:k`` (layers 0..k-1 masked), ``reverse:k`` (layers L-k..L-1), ``per_layer:l``, and ``control_forward:k`` /
-``control_per_layer:l``: an ordinary token in the memory's place, knocked out the same way (knocking out key 0
-moves the prediction even when it holds an ordinary token, DESIGN 5b). Knockout masks text queries only
-(``queries="after"``; the reference also masks the memory's own row, which cannot change any text position).
+of the first token included). A ``Condition`` is data: which memory sits in the slot (none = ``base``, the cram, or
+an ordinary token = ``control``: knocking out key 0 moves the prediction even when it holds an ordinary token,
+DESIGN 5b) and which ``Knockout`` (direction, layers, mask) is applied. Its ``name`` is the on-disk key of the rows
+and summaries: ``base``, ``cram``, ``forward:k`` (layers 0..k-1), ``reverse:k`` (L-k..L-1), ``per_layer:l``,
+``control_…``; the reference mask adds ``@reference`` (``forward:4@reference``), so rows written before masks
+existed read back as the text mask.
 
-Cost: the unmasked layers below a reverse / per-layer knockout are the cram forward's, so those conditions start
-from its cached ``resid_pre`` (``start_at_layer``) and pay only for the layers they change.
+Masks (``cramlens.interventions``): ``text`` masks the text queries' scores on the memory key; ``reference`` is the
+research code's, which also makes the memory's own row uniform over all keys (future ones included). They agree
+when no unmasked layer follows a masked one (``reverse:k``, ``forward:L``) and differ otherwise.
+
+Cost: the unmasked layers below a knockout's first masked layer are the cram forward's, so such conditions start
+from its cached ``resid_pre`` (``start_at_layer``) and pay only for the layers from there.
 """
 
 from __future__ import annotations
@@ -18,18 +23,69 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformer_lens import HookedTransformer
 
 import cramlens as cl
+from cramlens.errors import check
 from cramlens.hooks import EMPTY, HookSet, capture
-from cramlens.layout import placeholder_id
+from cramlens.interventions import Knockout
+from cramlens.layout import Batch, placeholder_id
 
-from .benchmarks import Item
-from .scoring import Packed, choice_sequences, nll_at, pack, residual
+from .scoring import choice_sequences, nll_at, residual, sequence_batch
+from .tasks import Item
 
 DIRECTIONS = ("forward", "reverse", "per_layer")
+MEMORIES = ("none", "cram", "control")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One sweep cell: the memory in the slot (``none``: no slot, ``cram``, ``control``) and an optional knockout."""
+
+    memory: str = "cram"
+    knockout: Knockout | None = None
+
+    def __post_init__(self) -> None:
+        check(self.memory in MEMORIES, f"condition memory {self.memory!r}: use one of {', '.join(MEMORIES)}")
+        check(self.memory != "none" or self.knockout is None, "base (no memory) has nothing to knock out")
+
+    @property
+    def name(self) -> str:
+        """The on-disk key: ``base``, ``cram``, ``forward:4``, ``control_per_layer:3``, ``reverse:2@reference``."""
+        if self.memory == "none":
+            return "base"
+        return ("control_" if self.memory == "control" else "") + (
+            self.knockout.name if self.knockout else "cram"
+        )
+
+    @classmethod
+    def parse(cls, name: str) -> Condition:
+        """Inverse of ``name``; reads the sweep rows of every version."""
+        if name == "base":
+            return cls("none")
+        memory = "control" if name.startswith("control_") else "cram"
+        rest = name.removeprefix("control_")
+        return cls(memory, None if rest == "cram" else Knockout.parse(rest))
+
+    def hooks(self, model: HookedTransformer) -> tuple[HookSet, int | None]:
+        """``(hook set, start layer)``: the layers it masks and where its forward may start (None: from the input)."""
+        if self.knockout is None:
+            return EMPTY, None
+        return self.knockout.hooks(model), self.knockout.start_layer(model.cfg.n_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "memory": self.memory,
+            "knockout": self.knockout and self.knockout.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Condition:
+        return cls(d["memory"], Knockout.from_dict(d["knockout"]) if d.get("knockout") else None)
 
 
 def conditions(
@@ -38,45 +94,38 @@ def conditions(
     control: bool = True,
     control_ks: Iterable[int] | None = None,
     ks: Iterable[int] | None = None,
-) -> list[str]:
-    """Condition names of a sweep: base, cram, every k (or layer) of each direction, then the controls.
+    masks: Sequence[str] = ("text",),
+) -> list[Condition]:
+    """The conditions of a sweep: base, cram, every k (or layer) of each direction per mask, then the controls.
 
     ``ks`` restricts each direction to those k (layers for per-layer; all when ``None``). Controls (an ordinary
     token in the memory slot) run for the forward and per-layer directions, at ``control_ks`` (all k when ``None``).
     """
-    out = ["base", "cram"]
+    out = [Condition("none"), Condition("cram")]
     grid = {
         d: list(range(n_layers)) if d == "per_layer" else list(range(1, n_layers + 1)) for d in directions
     }
     if ks is not None:
         wanted = set(ks)
         grid = {d: [k for k in g if k in wanted] for d, g in grid.items()}
-    for d, g in grid.items():
-        out += [f"{d}:{k}" for k in g]
+    out += [Condition("cram", Knockout(d, k, m)) for m in masks for d, g in grid.items() for k in g]
     if control:
-        out.append("control_cram")
-        for d, g in grid.items():
-            if d != "reverse":
-                keep = g if control_ks is None else [k for k in g if k in set(control_ks)]
-                out += [f"control_{d}:{k}" for k in keep]
+        out.append(Condition("control"))
+        for m in masks:
+            for d, g in grid.items():
+                if d != "reverse":
+                    keep = g if control_ks is None else [k for k in g if k in set(control_ks)]
+                    out += [Condition("control", Knockout(d, k, m)) for k in keep]
     return out
 
 
-def knockout_hooks(model: HookedTransformer, cond: str, key: int = 0) -> tuple[HookSet, int | None]:
-    """``(hook set, start layer)`` of a condition: the layers it masks and where its forward may start."""
-    name, _, k = cond.partition(":")
-    name = name.removeprefix("control_")
-    if name in ("base", "cram"):
-        return EMPTY, None
-    k = int(k)
-    L = model.cfg.n_layers
-    if name == "forward":
-        return cl.forward_knockout(model, k, keys=[key]), None
-    if name == "reverse":
-        return cl.reverse_knockout(model, k, keys=[key]), L - k
-    if name == "per_layer":
-        return cl.per_layer_knockout(model, k, keys=[key]), k
-    raise ValueError(f"unknown condition {cond!r}")
+def as_condition(cond: Condition | str) -> Condition:
+    return cond if isinstance(cond, Condition) else Condition.parse(cond)
+
+
+def knockout_hooks(model: HookedTransformer, cond: Condition | str) -> tuple[HookSet, int | None]:
+    """``(hook set, start layer)`` of a condition (``Condition.hooks``; a name is parsed first)."""
+    return as_condition(cond).hooks(model)
 
 
 @dataclass
@@ -84,8 +133,8 @@ class Chunk:
     """A group of items packed for the sweep: 4 (or n) choice rows per item, the crammed context's location."""
 
     items: list[Item]
-    packed: Packed  # rows with one memory slot
-    packed_base: Packed  # the same sequences without memory
+    packed: Batch  # rows with one memory slot
+    packed_base: Batch  # the same sequences without memory
     owner: list[int]  # item index of each row
     n_choices: list[int]
     tf_row: list[int]  # row holding the crammed context as a prefix
@@ -116,14 +165,23 @@ def make_chunk(model: HookedTransformer, items: Sequence[Item], crams: dict, joi
         tf_len.append(len(target))
         tf_from.append(s.layout.first_scored())
         mems += [s.embedding] * (len(seqs) - start)
-    dev = model.cfg.device
-    return Chunk(list(items), pack(seqs, 1, dev, placeholder_id(model)), pack(seqs, 0, dev, placeholder_id(model)), owner, nch, tf_row, tf_len, tf_from,
-                 torch.stack(mems).to(dev))  # fmt: skip
+    with_mem, without = sequence_batch(model, seqs, 1), sequence_batch(model, seqs, 0)
+    return Chunk(
+        list(items),
+        with_mem,
+        without,
+        owner,
+        nch,
+        tf_row,
+        tf_len,
+        tf_from,
+        torch.stack(mems).to(model.cfg.device),
+    )
 
 
-def _item_scores(chunk: Chunk, packed: Packed, nll: torch.Tensor, correct: torch.Tensor) -> list[dict]:
+def _item_scores(chunk: Chunk, packed: Batch, nll: torch.Tensor, correct: torch.Tensor) -> list[dict]:
     """Per item: predicted choice (context+ending mean NLL, first token excluded), TF accuracy and context CE."""
-    row, idx = packed.row.cpu(), packed.index.cpu()
+    row, idx = packed.t_row.cpu(), packed.t_index.cpu()
     nll, correct = nll.cpu(), correct.cpu()
     scored = idx >= 1
     sums = torch.zeros(len(packed.lengths)).index_add(0, row[scored], nll[scored])
@@ -146,12 +204,15 @@ def _item_scores(chunk: Chunk, packed: Packed, nll: torch.Tensor, correct: torch
 def sweep_chunk(
     model: HookedTransformer,
     chunk: Chunk,
-    conds: Sequence[str],
+    conds: Sequence[Condition | str],
     control_token: int,
-    done: Callable[[str], bool] = lambda c: False,
-    emit: Callable[[str, list[dict]], None] | None = None,
+    done: Callable[[Condition], bool] = lambda c: False,
+    emit: Callable[[Condition, list[dict]], None] | None = None,
 ) -> dict[str, list[dict]]:
-    """Evaluate every condition of ``conds`` on one chunk (skipping ``done`` ones); ``emit(cond, rows)`` as they finish."""
+    """Evaluate every condition of ``conds`` on one chunk (skipping ``done`` ones); ``emit(cond, rows)`` as they finish.
+
+    Returns ``{condition name: per-item rows}``.
+    """
     results: dict[str, list[dict]] = {}
     caches: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -161,13 +222,13 @@ def sweep_chunk(
             return tok.expand(chunk.memory.shape[0], 1, -1).contiguous()
         return chunk.memory
 
-    def run(cond: str) -> list[dict]:
-        if cond == "base":
+    def run(cond: Condition) -> list[dict]:
+        if cond.memory == "none":
             p = chunk.packed_base
             nll, ok = nll_at(model, residual(model, p), p)
             return _item_scores(chunk, p, nll, ok)
-        kind = "control" if cond.startswith("control_") else "cram"
-        hooks, start = knockout_hooks(model, cond)
+        kind = cond.memory
+        hooks, start = cond.hooks(model)
         p = chunk.packed
         if start is not None and start > 0:
             if kind not in caches:
@@ -179,16 +240,16 @@ def sweep_chunk(
         nll, ok = nll_at(model, r, p)
         return _item_scores(chunk, p, nll, ok)
 
-    for cond in conds:
+    for cond in map(as_condition, conds):
         if done(cond):
             continue
-        results[cond] = run(cond)
+        results[cond.name] = run(cond)
         if emit is not None:
-            emit(cond, results[cond])
+            emit(cond, results[cond.name])
     return results
 
 
-def _resid_cache(model: HookedTransformer, p: Packed, memory: torch.Tensor) -> dict[str, torch.Tensor]:
+def _resid_cache(model: HookedTransformer, p: Batch, memory: torch.Tensor) -> dict[str, torch.Tensor]:
     store: dict[str, torch.Tensor] = {}
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
     residual(model, p, memory, capture(names, store))
@@ -297,13 +358,16 @@ def summarize_sweep(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def curve(summary: dict, direction: str, n_layers: int, field: str = "acc") -> list[tuple[int, float]]:
-    """``[(k, value)]`` of one direction; k 0 is ``cram`` (``control_cram`` for controls), per-layer has no k 0."""
+def curve(
+    summary: dict, direction: str, n_layers: int, field: str = "acc", mask: str = "text"
+) -> list[tuple[int, float]]:
+    """``[(k, value)]`` of one direction and mask; k 0 is ``cram`` (``control_cram`` for controls), per-layer has no k 0."""
     zero = "control_cram" if direction.startswith("control_") else "cram"
     ks = range(n_layers) if direction.endswith("per_layer") else range(0, n_layers + 1)
+    tag = "" if mask == "text" else f"@{mask}"
     pts = []
     for k in ks:
-        cond = zero if (k == 0 and not direction.endswith("per_layer")) else f"{direction}:{k}"
+        cond = zero if (k == 0 and not direction.endswith("per_layer")) else f"{direction}:{k}{tag}"
         if cond in summary:
             pts.append((k, summary[cond][field]))
     return pts

@@ -9,8 +9,9 @@ import torch
 
 import cramlens as cl
 from analyses import knockout as ko
-from analyses.benchmarks import Item
-from analyses.scoring import choice_sequences, pack, residual, score_items
+from analyses.scoring import choice_sequences, residual, score_items
+from analyses.tasks import Item
+from cramlens.interventions import Knockout
 
 ITEMS = [
     Item("a", "The cat sat on the", ("mat.", "moon and sang.", "dog", "it"), 0, "hellaswag"),
@@ -35,7 +36,7 @@ def fake_crams(model, items=ITEMS, seed=0, layout=cl.Layout()):
 
 
 def test_conditions_cover_k_0_to_L():
-    conds = ko.conditions(4, control_ks=[1, 4])
+    conds = [c.name for c in ko.conditions(4, control_ks=[1, 4])]
     assert conds[:2] == ["base", "cram"]
     assert [c for c in conds if c.startswith("forward:")] == [f"forward:{k}" for k in range(1, 5)]
     assert [c for c in conds if c.startswith("reverse:")] == [f"reverse:{k}" for k in range(1, 5)]
@@ -43,9 +44,22 @@ def test_conditions_cover_k_0_to_L():
     assert [c for c in conds if c.startswith("control_")] == [
         "control_cram", "control_forward:1", "control_forward:4", "control_per_layer:1",
     ]  # fmt: skip
-    assert "control_cram" not in ko.conditions(4, ["reverse"], control=False)
+    assert "control_cram" not in [c.name for c in ko.conditions(4, ["reverse"], control=False)]
     sub = ko.conditions(4, ["forward", "per_layer"], control=False, ks=[0, 2])
-    assert sub == ["base", "cram", "forward:2", "per_layer:0", "per_layer:2"]
+    assert [c.name for c in sub] == ["base", "cram", "forward:2", "per_layer:0", "per_layer:2"]
+    assert sub[2] == ko.Condition("cram", Knockout("forward", 2))
+    both = [c.name for c in ko.conditions(2, ["reverse"], control=False, masks=("text", "reference"))]
+    assert both == ["base", "cram", "reverse:1", "reverse:2", "reverse:1@reference", "reverse:2@reference"]
+
+
+@pytest.mark.parametrize(
+    "name", ["base", "cram", "control_cram", "forward:3", "control_per_layer:2", "reverse:1@reference"]
+)
+def test_condition_names_parse_back_and_round_trip_through_dicts(name):
+    c = ko.Condition.parse(name)
+    assert c.name == name and ko.Condition.from_dict(c.to_dict()) == c
+    if name == "forward:3":  # old on-disk rows carry only the name: the text mask
+        assert c.knockout.mask == "text" and c.knockout.resolve(4) == [0, 1, 2]
 
 
 def test_k_grid_flag_parses_all_auto_and_lists_and_rejects_garbage():
@@ -200,14 +214,6 @@ def test_summarize_sweep_and_curves():
     )
     assert s["forward:1"]["acc"] == 100.0 and s["forward:1"]["tf"] == 0.5
     assert ko.curve(s, "forward", 2) == [(0, 50.0), (1, 100.0)]
-
-
-def test_pack_scores_every_token_with_a_memory_and_all_but_the_first_without():
-    p = pack([[5, 6, 7], [8, 9]], 1)
-    assert p.input_ids.tolist() == [[0, 5, 6], [0, 8, 0]]
-    assert p.index.tolist() == [0, 1, 2, 0, 1] and p.pos.tolist() == [0, 1, 2, 0, 1]
-    q = pack([[5, 6, 7], [8, 9]], 0)
-    assert q.index.tolist() == [1, 2, 1] and q.pos.tolist() == [0, 1, 0]
 
 
 @pytest.mark.integration
