@@ -18,34 +18,22 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformer_lens import HookedTransformer
 
 import cramlens as cl
+from cramlens.distributed import shard_bounds
 from cramlens.errors import check
 from cramlens.runs import atomic_write_text
 from cramlens.texts import TextSample
 
-from .benchmarks import Item
 from .scoring import ChoiceScores, paired_flips, predict, score_items, summarize_choice_scores
-
-
-def load_model(name: str, device: str | None = None, dtype: str = "float32", threads: int | None = None,
-               fast: bool = True) -> HookedTransformer:  # fmt: skip
-    """``cramlens.load_model`` plus the hook-faithful fast forward (``cramlens.fast.optimize``) unless ``fast=False``."""
-    if threads:
-        torch.set_num_threads(threads)
-    model = cl.load_model(name, device=device, dtype=dtype)
-    if fast:
-        from cramlens.fast import optimize
-
-        optimize(model)
-    return model
+from .tasks import Item
 
 
 def context_ids(model: HookedTransformer, text: str) -> list[int]:
@@ -68,16 +56,18 @@ def cram_contexts(
     seed: int = 0,
     layout: cl.Layout | None = None,
     log: Callable[[str], None] | None = print,
-    reverse: bool = False,
-    skip_busy: bool = False,
+    shard: tuple[int, int] = (0, 1),
     **recipe_overrides,
 ) -> dict[str, cl.CrammedSample]:
     """Cram every item's context (grouped by token length, resumable) → ``{item.id: CrammedSample}``.
 
     ``layout`` defaults to the paper's (the memory also predicts the first token); ``Layout(score_from="text")`` is
-    Kuratov's protocol (the first token is an input only). Several processes may cram one selection in parallel
-    (each length group is locked while crammed): ``reverse=True`` walks the lengths downwards and ``skip_busy``
-    skips groups another process holds (the result then lacks them).
+    Kuratov's protocol (the first token is an input only). The model is used as given: the caller decides
+    whether it runs the fast path (``cramlens.fast.optimize``).
+
+    Under ``torchrun`` pass ``shard=cramlens.distributed.rank_and_world()``: each rank crams a contiguous shard of
+    the length groups (``distributed.shard_bounds``) and returns those; rank 0 then waits for every other group's
+    finished run directory and returns all of them.
     """
     out = Path(out)
     groups: dict[int, list[tuple[int, Item, list[int]]]] = {}
@@ -85,23 +75,23 @@ def cram_contexts(
         ids = context_ids(model, it.context)
         check(len(ids) > 0, f"item {it.id}: empty context")
         groups.setdefault(len(ids), []).append((n, it, ids))
+    ordered = sorted(groups.items())
+    rank, world = shard
+    start, end = shard_bounds(len(ordered), rank, world)
+    others = ordered[:start] + ordered[end:] if rank == 0 else []
     done: dict[str, cl.CrammedSample] = {}
-    for length, group in sorted(groups.items(), reverse=reverse):
+    for k, (length, group) in enumerate(ordered[start:end] + others):
         texts = [TextSample(f"{it.task}:{it.id}", it.context, tuple(ids), it.task) for _, it, ids in group]
         where = out / f"len{length:03d}"
+        if k >= end - start:  # another rank's group: wait until that rank has finished it
+            _wait_for(where / "samples.json", log)
         if (where / "samples.json").exists():  # finished earlier: read it back, no model work
             run = _finished_run(where, model, [t.sample_id for t in texts])
         else:
-            with _group_lock(where) as mine:
-                if not mine:  # another process is cramming this group (parallel workers)
-                    check(skip_busy, f"{where} is being crammed by another process; wait or pass skip_busy")
-                    if log is not None:
-                        log(f"cram len {length}: busy in another process, skipped")
-                    continue
-                run = cl.cram(
-                    model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed,
-                    layout=layout, out=where, resume=True, first_id=group[0][0], **recipe_overrides,
-                )  # fmt: skip
+            run = cl.cram(
+                model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed,
+                layout=layout, out=where, resume=True, first_id=group[0][0], **recipe_overrides,
+            )  # fmt: skip
         for (_, it, _), s in zip(group, run.samples, strict=True):
             done[it.id] = s
         if log is not None:
@@ -111,38 +101,25 @@ def cram_contexts(
     return done
 
 
-@contextmanager
-def _group_lock(where: Path):
-    """``True`` while this process holds ``where.lock`` (a lock left by a dead process is taken over)."""
-    lock = where.with_name(where.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            pid = int(lock.read_text() or 0)
-            os.kill(pid, 0)
-            yield False
-            return
-        except (ValueError, ProcessLookupError):
-            lock.unlink(missing_ok=True)
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    try:
-        yield True
-    finally:
-        lock.unlink(missing_ok=True)
+def _wait_for(path: Path, log: Callable[[str], None] | None, timeout_s: float = 7 * 24 * 3600.0) -> None:
+    """Block until ``path`` exists (another rank writes it when its cram run is finished)."""
+    if not path.exists() and log is not None:
+        log(f"waiting for another rank to finish {path.parent}")
+    deadline = time.time() + timeout_s
+    while not path.exists():
+        check(time.time() < deadline, f"{path} did not appear in time; is every rank still running?")
+        time.sleep(2.0)
 
 
 def _finished_run(path: Path, model: HookedTransformer, text_ids: list[str]) -> cl.CramRun:
-    """A finished cram run directory with the greedy fields of its ``samples.json`` restored."""
+    """A finished cram run directory with the greedy flag of its ``samples.json`` restored."""
     run = cl.load_run(path, model)
     check([s.text_id for s in run.samples] == text_ids, f"{path} holds other contexts; use another --out")
     info = {d["text_id"]: d for d in json.loads((path / "samples.json").read_text())}
     for s in run.samples:
         g = info.get(s.text_id, {}).get("greedy_exact")
-        s.greedy_exact = None if g is None else str(g) == "True"
+        check(g is None or isinstance(g, bool), f"{path}/samples.json: greedy_exact {g!r} is not a bool")
+        s.greedy_exact = g
     return run
 
 

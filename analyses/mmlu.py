@@ -22,7 +22,7 @@ from cramlens.layout import placeholder_id
 from cramlens.runs import atomic_save_tensors
 from cramlens.texts import TextSample
 
-from .benchmarks import Item
+from .tasks import Item
 
 LETTERS = "ABCD"
 MODES = ("baseline", "few_shot", "full_prefix", "random")

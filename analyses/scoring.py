@@ -28,58 +28,25 @@ from transformer_lens import HookedTransformer
 
 from cramlens.forward import logits_from_residual
 from cramlens.hooks import EMPTY, HookSet, inject
-from cramlens.layout import PLACEHOLDER_ID, placeholder_id
+from cramlens.layout import Batch, Layout, build_batch
 
-from .benchmarks import Item
-
-
-# ------------------------------------------------------------------------------------------- packed batches
-@dataclass
-class Packed:
-    """Right-padded rows ``[mem]*n_mem + seq[:-1]`` and the flat list of scored (row, position, target, index)."""
-
-    input_ids: torch.Tensor  # [B, T]
-    n_mem: int
-    row: torch.Tensor  # [K]
-    pos: torch.Tensor  # [K] input position whose logit predicts the target
-    target: torch.Tensor  # [K]
-    index: torch.Tensor  # [K] index t of the target within its sequence
-    lengths: list[int]
+from .tasks import Item
 
 
-def pack(
-    seqs: Sequence[Sequence[int]],
-    n_mem: int,
-    device: torch.device | str = "cpu",
-    placeholder: int = PLACEHOLDER_ID,
-) -> Packed:
-    """Rows for ``seqs``: with memory every token is a target (``t >= 0``), without it ``t >= 1``.
+# ------------------------------------------------------------------------------------------- batches
+def sequence_batch(model: HookedTransformer, seqs: Sequence[Sequence[int]], n_mem: int) -> Batch:
+    """Rows ``[mem]*n_mem + seq[:-1]`` for whole sequences that already carry their BOS (``layout.build_batch``).
 
-    ``placeholder`` fills the memory slots and padding: pass ``placeholder_id(model)``.
+    With memory every token is a target (the last memory slot predicts ``seq[0]``); with ``n_mem=0`` (no memory)
+    every token but the first.
     """
-    rows, row, pos, tgt, idx = [], [], [], [], []
-    for b, seq in enumerate(seqs):
-        seq = [int(x) for x in seq]
-        rows.append([placeholder] * n_mem + seq[:-1])
-        for t in range(0 if n_mem else 1, len(seq)):
-            row.append(b)
-            pos.append(n_mem - 1 + t)
-            tgt.append(seq[t])
-            idx.append(t)
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.full((len(rows), width), placeholder, dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-
-    def t(x):
-        return torch.tensor(x, dtype=torch.long, device=device)
-
-    return Packed(ids.to(device), n_mem, t(row), t(pos), t(tgt), t(idx), [len(s) for s in seqs])
+    layout = Layout(n_mem=n_mem, bos=False) if n_mem else None
+    return build_batch(model, seqs, [len(s) for s in seqs], layout)
 
 
 def residual(
     model: HookedTransformer,
-    packed: Packed,
+    batch: Batch,
     memory: torch.Tensor | None = None,
     hooks: HookSet = EMPTY,
     start_at_layer: int | None = None,
@@ -87,27 +54,25 @@ def residual(
 ) -> torch.Tensor:
     """Final residual ``[B, T, d]`` (before ``ln_final``); from ``resid`` at ``start_at_layer`` when given."""
     hs = hooks
-    if start_at_layer is None and packed.n_mem:
-        hs = inject(memory, list(range(packed.n_mem))) + hooks
+    if start_at_layer is None and batch.mem_positions:
+        hs = inject(memory, batch.mem_positions) + hooks
     with model.hooks(fwd_hooks=list(hs)):
         if start_at_layer is None:
-            return model(packed.input_ids, stop_at_layer=model.cfg.n_layers, padding_side="right")
+            return model(batch.input_ids, stop_at_layer=model.cfg.n_layers, padding_side="right")
         return model(resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers)
 
 
-def nll_at(
-    model: HookedTransformer, resid: torch.Tensor, packed: Packed
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(nll [K], argmax-correct [K])`` at the scored positions of ``packed`` (unembedding only there)."""
-    logits = logits_from_residual(model, resid[packed.row, packed.pos]).float()
-    nll = F.cross_entropy(logits, packed.target, reduction="none")
-    return nll, logits.argmax(-1) == packed.target
+def nll_at(model: HookedTransformer, resid: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(nll [K], argmax-correct [K])`` at the scored positions of ``batch`` (unembedding only there)."""
+    logits = logits_from_residual(model, resid[batch.t_row, batch.t_pos]).float()
+    nll = F.cross_entropy(logits, batch.t_ids, reduction="none")
+    return nll, logits.argmax(-1) == batch.t_ids
 
 
-def per_sequence(values: torch.Tensor, packed: Packed, fill: float = float("nan")) -> list[torch.Tensor]:
+def per_sequence(values: torch.Tensor, batch: Batch, fill: float = float("nan")) -> list[torch.Tensor]:
     """Scatter flat per-target values back into one ``[len(seq)]`` tensor per sequence."""
-    out = [torch.full((n,), fill, dtype=torch.float32) for n in packed.lengths]
-    v, r, i = values.detach().float().cpu(), packed.row.cpu(), packed.index.cpu()
+    out = [torch.full((n,), fill, dtype=torch.float32) for n in batch.lengths]
+    v, r, i = values.detach().float().cpu(), batch.t_row.cpu(), batch.t_index.cpu()
     for b in range(len(out)):
         m = r == b
         out[b][i[m]] = v[m]
@@ -129,10 +94,10 @@ def token_nll(
     n_mem = 0 if memory is None else memory.shape[1]
     out: list[torch.Tensor] = []
     for s in range(0, len(seqs), batch_size):
-        packed = pack(seqs[s : s + batch_size], n_mem, model.cfg.device, placeholder_id(model))
+        batch = sequence_batch(model, seqs[s : s + batch_size], n_mem)
         mem = None if memory is None else memory[s : s + batch_size]
-        nll, _ = nll_at(model, residual(model, packed, mem, hooks), packed)
-        out.extend(per_sequence(nll, packed))
+        nll, _ = nll_at(model, residual(model, batch, mem, hooks), batch)
+        out.extend(per_sequence(nll, batch))
     return out
 
 

@@ -51,6 +51,7 @@ def add_data_args(p: argparse.ArgumentParser, samples: int = 4, seq_len: int = 6
         "(pg19, pg19_1k; needs network). Default: ../shared/data/pg19 when present, else builtin",
     )
     g.add_argument("--samples", type=int, default=samples, help="number of texts to cram")
+    g.add_argument("--skip", type=int, default=0, help="skip the source's first N documents")
     g.add_argument("--seq-len", type=int, default=seq_len, help="tokens per text (BOS not counted)")
     g.add_argument(
         "--offset",
@@ -162,24 +163,35 @@ def layout_from_args(a: argparse.Namespace):
     )
 
 
-def load_model_and_texts(a: argparse.Namespace):
+def load_model_from_args(a: argparse.Namespace, name: str | None = None):
+    """The model of ``--model`` (or ``name``), ``--device``, ``--dtype``, ``--threads``; the one place that
+    decides the fast path: on unless ``--no-fast``."""
     import torch
 
+    from .fast import optimize
     from .models import load_model
-    from .texts import load_texts
 
     if a.threads:
         torch.set_num_threads(a.threads)
     device = a.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per rank under torchrun / accelerate
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    model = load_model(a.model, device=device, dtype=a.dtype)
-    if not a.no_fast:
-        from .fast import optimize
+    model = load_model(name or a.model, device=device, dtype=a.dtype)
+    return model if a.no_fast else optimize(model)
 
-        optimize(model)
+
+def load_model_and_texts(a: argparse.Namespace):
+    from .texts import load_texts
+
+    model = load_model_from_args(a)
     texts = load_texts(
-        a.data, model.tokenizer, n_samples=a.samples, seq_len=a.seq_len, seed=a.seed, offset=a.offset
+        a.data,
+        model.tokenizer,
+        n_samples=a.samples,
+        seq_len=a.seq_len,
+        seed=a.seed,
+        offset=a.offset,
+        skip=a.skip,
     )
     return model, texts
 

@@ -92,25 +92,31 @@ def build_batch(
     model,
     sequences: Sequence[Sequence[int]],
     lengths: Sequence[int],
-    layout: Layout,
+    layout: Layout | None,
     pad_to: int | None = None,
 ) -> Batch:
-    """Batch of rows ``prefix + [mem]*m + seq[:L-1]`` scoring ``seq[first_scored:L]`` (``sequences`` from ``layout.sequence``)."""
+    """Batch of rows ``prefix + [mem]*m + seq[:L-1]`` scoring ``seq[first_scored:L]`` (``sequences`` from ``layout.sequence``).
+
+    ``layout=None`` is the plain text with no memory slot (a baseline): rows ``seq[:L-1]`` scoring ``seq[1:L]``,
+    since nothing predicts the first token.
+    """
     check(len(sequences) == len(lengths) and len(sequences) > 0, "build_batch: one length per sequence")
-    prefix = layout.prefix(model)
-    m = layout.n_mem
+    prefix = [] if layout is None else layout.prefix(model)
+    m = 0 if layout is None else layout.n_mem
+    first = 1 if layout is None else layout.first_scored()
     p0 = len(prefix)
     ph = placeholder_id(model)
     rows, t_row, t_pos, t_ids, t_index = [], [], [], [], []
     for b, (seq, L) in enumerate(zip(sequences, lengths, strict=True)):
         check(1 <= L <= len(seq), f"build_batch: length {L} outside 1..{len(seq)}")
-        rows.append(prefix + [ph] * m + list(seq[: L - 1]))
-        for i in range(layout.first_scored(), L):
+        rows.append(prefix + [ph] * m + [int(t) for t in seq[: L - 1]])
+        for i in range(first, L):
             t_row.append(b)
             t_pos.append(p0 + m - 1 + i)
-            t_ids.append(seq[i])
+            t_ids.append(int(seq[i]))
             t_index.append(i)
-    width = max(len(r) for r in rows)
+    # at least one position: a one-token text without memory has an empty row (and nothing to score)
+    width = max(1, max(len(r) for r in rows))
     if pad_to is not None:
         width = max(width, pad_to)
     n_ctx = model.cfg.n_ctx
@@ -123,7 +129,7 @@ def build_batch(
     for b, r in enumerate(rows):
         ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
 
-    def as_t(x):
+    def as_t(x: list[int]) -> torch.Tensor:
         return torch.tensor(x, dtype=torch.long, device=device)
 
     return Batch(

@@ -19,6 +19,7 @@ reported through the ``cramlens.texts`` logger, never padded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -102,7 +103,7 @@ def random_window(tokenizer, text: str, seq_len: int, rng: random.Random) -> lis
     return ids[start : start + seq_len]
 
 
-def _validate(tokenizer, n_samples, seq_len, seed, offset, min_chars) -> None:
+def _validate(tokenizer, n_samples, seq_len, seed, offset, min_chars, skip) -> None:
     def is_int(x):
         return isinstance(x, int) and not isinstance(x, bool)
 
@@ -113,6 +114,7 @@ def _validate(tokenizer, n_samples, seq_len, seed, offset, min_chars) -> None:
         offset in OFFSETS, f"unknown offset {offset!r}: use 'start' (first window, the paper's) or 'random'"
     )
     check(is_int(min_chars) and min_chars >= 0, f"min_chars must be an integer >= 0, got {min_chars!r}")
+    check(is_int(skip) and skip >= 0, f"skip must be an integer >= 0, got {skip!r}")
     check(
         callable(tokenizer) and hasattr(tokenizer, "decode"),
         f"tokenizer must be a Hugging Face tokenizer (e.g. model.tokenizer), got {type(tokenizer).__name__}",
@@ -127,6 +129,7 @@ def load_texts(
     seed: int = 0,
     offset: str = "start",
     min_chars: int = 0,
+    skip: int = 0,
 ) -> list[TextSample]:
     """``n_samples`` texts of exactly ``seq_len`` tokens (no BOS) from ``source``, deterministically.
 
@@ -136,15 +139,16 @@ def load_texts(
     ``min_chars`` characters or ``seq_len`` tokens are skipped, counted and logged as a warning.
     ``"random-words"`` generates sample i from (tokenizer, seed, i); ``offset`` has no effect on it.
     ``text`` is ``tokenizer.decode(token_ids)``; re-tokenizing it may not give ``token_ids`` back, so
-    cramming uses ``token_ids``. Raises CramlensError on bad input or if too few samples can be made.
+    cramming uses ``token_ids``. ``skip`` drops the first ``skip`` documents (or random-words indices), so
+    ``skip=2, n_samples=3`` gives documents 2-4. Raises CramlensError on bad input or if too few samples can be made.
     """
-    _validate(tokenizer, n_samples, seq_len, seed, offset, min_chars)
+    _validate(tokenizer, n_samples, seq_len, seed, offset, min_chars, skip)
     kind, ref = resolve_source(source)
     label = ref[0] if kind == "hub" else os.fspath(source)  # the hub repo id, else the source as given
     if kind == "random-words":
         check(min_chars == 0, "min_chars filters documents and 'random-words' has none: drop min_chars")
         samples = []
-        for i in range(n_samples):
+        for i in range(skip, skip + n_samples):
             ids = random_words_ids(tokenizer, seq_len, seed, i)
             samples.append(
                 TextSample(f"random-words:{seed}:{i}", tokenizer.decode(ids), tuple(ids), RANDOM_WORDS)
@@ -156,6 +160,7 @@ def load_texts(
         docs_list = list(docs)
         random.Random(seed).shuffle(docs_list)
         docs = iter(docs_list)
+    docs = itertools.islice(docs, skip, None)
 
     samples: list[TextSample] = []
     short_chars: list[str] = []

@@ -68,16 +68,9 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
     from analyses import capacity as cap
-    from analyses.capacity_report import capacity_markdown, capacity_table, horizon_vs_ig_figure
-    from cramlens import fast, load_model
+    from analyses.plots.capacity_report import capacity_markdown, capacity_table, horizon_vs_ig_figure
 
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
-    model = load_model(a.model, device=a.device, dtype=a.dtype)
-    if not a.no_fast:
-        fast.optimize(model)
+    model = cli.load_model_from_args(a)
     name = Path(a.model).name if Path(a.model).exists() else a.model
     if a.table_only:
         samples = cap.load_capacity_samples(a.out, name)

@@ -59,6 +59,7 @@ def parse(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     cli.add_data_args(p, samples=5, seq_len=48)
     cli.add_recipe_args(p)
     p.add_argument("--batch-size", type=int, default=None, help="samples crammed together (default: all)")
@@ -95,17 +96,14 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
     from analyses import capacity as cap
-    from analyses.capacity_report import depth_markdown, depth_table
     from analyses.depth import CPU_FINETUNE
+    from analyses.plots.capacity_report import depth_markdown, depth_table
 
     if not a.table_only:
         import time
 
-        from cramlens import fast, load_model
-
         def load(name):
-            m = load_model(name, device=a.device, dtype=a.dtype)
-            return m if a.no_fast else fast.optimize(m)
+            return cli.load_model_from_args(a, name)
 
         ft = CPU_FINETUNE.with_(
             steps=a.ft_steps, seq_len=a.ft_seq_len, batch_size=a.ft_batch_size, lr=a.ft_lr, warmup=a.ft_warmup,
@@ -127,7 +125,7 @@ def main(argv=None) -> None:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(a.out) / "depth_report.md", md)  # two sweeps into one root may finish together
     if a.figures and results:
-        from analyses.capacity_report import depth_heatmap
+        from analyses.plots.capacity_report import depth_heatmap
 
         paths = depth_heatmap(results, a.figures)
         console.print(f"figures: {', '.join(map(str, paths))}")

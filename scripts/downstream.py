@@ -7,7 +7,9 @@
     python scripts/downstream.py --task hellaswag --paper             # paper scale: 512 items, 1000 steps, any length
 
 Results are written incrementally under ``--out/<task>/`` (crams as cramlens run directories, scored items in
-``results.jsonl``); rerunning the same command continues where it stopped.
+``results.jsonl``); rerunning the same command continues where it stopped. HellaSwag / ARC cramming runs in
+parallel under ``torchrun --nproc-per-node N scripts/downstream.py ...`` (each rank crams a shard of the context
+lengths; rank 0 scores and prints).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from analyses.figure_io import save_figure
+from analyses.plots.io import save_figure
 from cramlens import cli
 
 PAPER_SMOLLM2_17B = {  # REFERENCE D.6 / D.7 (SmolLM2-1.7B, 512 items)
@@ -90,18 +92,23 @@ def parse(argv=None) -> argparse.Namespace:
     return a
 
 
-def choice_task(model, a, console) -> dict:
+def choice_task(model, a, console) -> dict | None:
+    """Cram the selected contexts (this rank's shard under torchrun) and, on rank 0, score every item."""
     import cramlens as cl
-    from analyses.benchmarks import load_items, select_by_length
     from analyses.downstream import cram_contexts, evaluate_choices, token_counter
+    from analyses.tasks import load_items, select_by_length
+    from cramlens.distributed import rank_and_world
 
     items = load_items(a.task, a.data)
     limit = a.max_ctx_tokens if a.max_ctx_tokens > 0 else 10**9
     items = select_by_length(items, token_counter(model), limit, a.limit)
     console.log(f"{a.task}: {len(items)} items with contexts of at most {limit} tokens (file order)")
     out = Path(a.out) / a.task
+    rank, world = rank_and_world()
     crams = cram_contexts(model, items, out / "crams", batch_size=a.batch_size, max_steps=a.max_steps,
-                          layout=cl.Layout(score_from=a.score_from), log=console.log)  # fmt: skip
+                          layout=cl.Layout(score_from=a.score_from), log=console.log, shard=(rank, world))  # fmt: skip
+    if rank != 0:
+        return None
     summary = evaluate_choices(model, items, crams, out, joiner=a.joiner, log=console.log)
     console.print(choice_table(a.task, summary))
     return summary
@@ -140,8 +147,12 @@ def _p(d, k) -> str:
 def mmlu_task(model, a, console) -> dict:
     import cramlens as cl
     from analyses import mmlu
-    from analyses.benchmarks import few_shot_pool, load_items
     from analyses.downstream import append_results, read_results, write_summary
+    from analyses.tasks import few_shot_pool, load_items
+    from cramlens.distributed import rank_and_world
+
+    if rank_and_world()[1] > 1:
+        raise cl.CramlensError("--task mmlu runs in one process; launch it without torchrun")
 
     order = ("baseline", "random", "few_shot", "full_prefix")  # cheap modes first
     modes = list(order) if a.mode == "all" else a.mode.split(",")
@@ -208,17 +219,15 @@ def mmlu_task(model, a, console) -> dict:
 def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
-    from analyses import eval_figures as ef
-    from analyses.downstream import load_model
+    from analyses.plots import eval_figures as ef
 
-    model = load_model(a.model, a.device, a.dtype, a.threads, not a.no_fast)
+    model = cli.load_model_from_args(a)
     figs = Path(a.figures) if a.figures else None
     if a.task == "mmlu":
         s = mmlu_task(model, a, console)
         if figs:
             save_figure(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
-    else:
-        choice_task(model, a, console)
+    elif choice_task(model, a, console) is not None:  # rank 0 (or the only process): figures
         done = {}
         for task in ("hellaswag", "arc_easy"):
             p = Path(a.out) / task / "summary.json"

@@ -5,11 +5,15 @@
     python scripts/knockout.py --direction all --items 48       # forward, reverse, per-layer (+ controls)
     python scripts/knockout.py --sink --no-sweep --model gemma-3-270m    # the sink table for one model
     python scripts/knockout.py --paper                          # paper scale: 512 items, any context length
+    python scripts/knockout.py --mask both                      # our text mask and the research code's mask
+    torchrun --nproc-per-node 2 scripts/knockout.py ...         # item chunks sharded over ranks, then once plainly
 
 The crams come from (and are shared with) scripts/downstream.py: ``--crams`` (default runs/downstream/hellaswag)
 is read when it holds them and filled otherwise (HellaSwag items in file order whose context has at most
 ``--max-ctx-tokens`` tokens, full cramming with the ``downstream`` recipe; only exactly reconstructed items are
-swept). Results are appended to ``--out/sweep.jsonl`` as they are measured; rerunning continues.
+swept). Results are appended to ``--out/sweep.jsonl`` (a shard's to ``sweep.w<rank>.jsonl``) as they are measured;
+rerunning continues. ``--out/config.json`` holds the swept conditions as data (memory + ``Knockout``) and the other
+settings.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from analyses.figure_io import save_figure
+from analyses.plots.io import save_figure
 from cramlens import CramlensError, cli
 
 PAPER_SINK = {  # REFERENCE D.9: (compression, BOS original, diff, corr)
@@ -32,6 +36,14 @@ def parse(argv=None) -> argparse.Namespace:
     cli.add_model_args(p)
     g = p.add_argument_group("sweep")
     g.add_argument("--direction", default="all", choices=["forward", "reverse", "per-layer", "all"])
+    g.add_argument(
+        "--mask",
+        default="text",
+        choices=["text", "reference", "both"],
+        help="text: the text queries lose the memory key at the masked layers (ours); reference: the research "
+        "code's mask, which also makes the memory's own row uniform over all keys, future ones included (it "
+        "changes later layers; reverse sweeps agree); both: sweep each (reference rows are named '...@reference')",
+    )
     g.add_argument("--no-control", action="store_true", help="skip the ordinary-token control curves")
     g.add_argument(
         "--control-token", default=" the", help="text of the ordinary token put in the memory's place"
@@ -53,7 +65,8 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--worker",
         default=None,
-        help="i/n: sweep only item chunks i, i+n, ... (parallel processes; then run once without it)",
+        help="i/n: sweep only shard i of n of the item chunks (as rank i of a torchrun launch of n would; "
+        "under torchrun the shard comes from the launcher); then run once without it for the summary",
     )
     g.add_argument(
         "--exact-only",
@@ -113,8 +126,8 @@ def parse(argv=None) -> argparse.Namespace:
 def get_crams(model, a, console):
     """Selected HellaSwag items and their crams (read back when finished, crammed otherwise)."""
     import cramlens as cl
-    from analyses.benchmarks import load_items, select_by_length
     from analyses.downstream import cram_contexts, token_counter
+    from analyses.tasks import load_items, select_by_length
 
     items = load_items("hellaswag", a.data)
     limit = a.max_ctx_tokens if a.max_ctx_tokens > 0 else 10**9
@@ -126,9 +139,9 @@ def get_crams(model, a, console):
 
 def run_sweep(model, a, console) -> dict:
     import cramlens as cl
-    from analyses import eval_figures as ef
     from analyses import knockout as ko
     from analyses.downstream import append_results, converged, write_summary
+    from analyses.plots import eval_figures as ef
 
     items, crams = get_crams(model, a, console)
     keep = [it for it in items if not a.exact_only or converged(crams[it.id])][: a.items]
@@ -140,37 +153,39 @@ def run_sweep(model, a, console) -> dict:
         )
     L = model.cfg.n_layers
     dirs = list(ko.DIRECTIONS) if a.direction == "all" else [a.direction.replace("-", "_")]
-    conds = ko.conditions(
-        L, dirs, control=not a.no_control, control_ks=_k_grid(a.control_ks, L), ks=_k_grid(a.ks, L)
-    )
+    masks = ["text", "reference"] if a.mask == "both" else [a.mask]
+    conds = ko.conditions(L, dirs, control=not a.no_control, control_ks=_k_grid(a.control_ks, L),
+                          ks=_k_grid(a.ks, L), masks=masks)  # fmt: skip
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({k: v for k, v in vars(a).items()}, indent=1, default=str))
-    wk, nw = (int(x) for x in a.worker.split("/")) if a.worker else (0, 1)
-    path = out / (f"sweep.w{wk}.jsonl" if a.worker else "sweep.jsonl")
-    have = {(r["cond"], r["id"]) for r in _all_rows(out)}
-    tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
-    for n, s in enumerate(range(0, len(keep), a.batch_items)):
-        group = keep[s : s + a.batch_items]
-        if n % nw != wk:
-            continue
-        ids = [it.id for it in group]
-        if all((c, i) in have for c in conds for i in ids):
-            continue
-        chunk = ko.make_chunk(model, group, crams)
+    write_config(out / "config.json", a, conds)
+    starts = list(range(0, len(keep), a.batch_items))
+    with _shard(a.worker, out, len(starts)) as shard:
+        path = out / ("sweep.jsonl" if shard.world == 1 else f"sweep.w{shard.rank}.jsonl")
+        have = {(r["cond"], r["id"]) for r in _all_rows(out)}
+        tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
+        for s in shard.select(starts):
+            group = keep[s : s + a.batch_items]
+            ids = [it.id for it in group]
+            if all((c.name, i) in have for c in conds for i in ids):
+                continue
+            chunk = ko.make_chunk(model, group, crams)
 
-        def emit(cond, rows, span=f"{s}-{s + len(group) - 1}"):
-            append_results(path, [{"cond": cond, **r} for r in rows])
-            console.log(f"items {span} {cond}: acc {sum(r['correct'] for r in rows)}/{len(rows)}")
+            def emit(cond, rows, span=f"{s}-{s + len(group) - 1}"):
+                append_results(path, [{"cond": cond.name, **r} for r in rows])
+                console.log(f"items {span} {cond.name}: acc {sum(r['correct'] for r in rows)}/{len(rows)}")
 
-        def done(cond, ids=ids):
-            return all((cond, i) in have for i in ids)
+            def done(cond, ids=ids):
+                return all((cond.name, i) in have for i in ids)
 
-        ko.sweep_chunk(model, chunk, conds, tok, done=done, emit=emit)
-    if a.worker:
-        console.log(f"worker {a.worker} done; run once without --worker for the summary and figures")
+            ko.sweep_chunk(model, chunk, conds, tok, done=done, emit=emit)
+    if shard.world > 1:
+        console.log(
+            f"shard {shard.rank}/{shard.world} done; run once without --worker/torchrun for the summary"
+        )
         return {}
-    rows = [r for r in _all_rows(out) if r["id"] in {it.id for it in keep} and r["cond"] in set(conds)]
+    names = {c.name for c in conds}
+    rows = [r for r in _all_rows(out) if r["id"] in {it.id for it in keep} and r["cond"] in names]
     summary = ko.summarize_sweep(rows)
     summary_exact = ko.summarize_sweep([r for r in rows if r["id"] in exact])
     mem, seqs = _stack(keep, crams), [crams[it.id].sequence for it in keep]
@@ -195,6 +210,48 @@ def run_sweep(model, a, console) -> dict:
         md += [f"### {title}", "", ef.sweep_markdown(summ, L, ks), ""]
     (figs / f"{a.model}_knockout.md").write_text("\n".join(md))
     return result
+
+
+SETTINGS_SKIPPED = ("direction", "mask", "no_control", "control_ks", "ks")  # folded into the conditions
+
+
+def write_config(path: Path, a: argparse.Namespace, conds) -> None:
+    """``config.json``: the sweep's conditions (memory + ``Knockout`` as data) and the other settings."""
+    from cramlens.runs import atomic_write_text
+
+    settings = {k: v for k, v in vars(a).items() if k not in SETTINGS_SKIPPED and k != "worker"}
+    cfg = {
+        "kind": "knockout",
+        "model": a.model,
+        "conditions": [c.to_dict() for c in conds],
+        "settings": settings,
+    }
+    atomic_write_text(path, json.dumps(cfg, indent=1, default=str))
+
+
+def read_conditions(path: Path) -> list:
+    """The conditions of a run directory's ``config.json`` (the old raw-namespace config gives an empty list)."""
+    from analyses.knockout import Condition
+
+    cfg = json.loads(Path(path).read_text())
+    return [Condition.from_dict(d) for d in cfg.get("conditions", [])]
+
+
+def _shard(worker: str | None, out: Path, n_chunks: int):
+    """The shard of item chunks of this process: ``--worker i/n``, else the torchrun launch (else everything)."""
+    from contextlib import nullcontext
+
+    from cramlens.distributed import Shard, shard_bounds, shard_context
+
+    if worker is None:
+        return shard_context(out, n_chunks)
+    try:
+        i, n = (int(x) for x in worker.split("/"))
+    except ValueError:
+        raise CramlensError(f"--worker {worker!r}: use i/n, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise CramlensError(f"--worker {worker!r}: i must be in 0..n-1")
+    return nullcontext(Shard(i, n, out, *shard_bounds(n_chunks, i, n)))
 
 
 def _k_grid(spec: str, n_layers: int) -> list[int] | None:
@@ -228,9 +285,9 @@ def run_sink(model, a, console) -> dict:
     import torch
 
     import cramlens as cl
-    from analyses import eval_figures as ef
     from analyses import knockout as ko
     from analyses.downstream import converged
+    from analyses.plots import eval_figures as ef
 
     texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
     run = cl.cram(model, texts, recipe="downstream", max_steps=a.sink_steps, batch_size=len(texts),
@@ -273,9 +330,7 @@ def run_sink(model, a, console) -> dict:
 def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
-    from analyses.downstream import load_model
-
-    model = load_model(a.model, a.device, a.dtype, a.threads, not a.no_fast)
+    model = cli.load_model_from_args(a)
     if not a.no_sweep:
         run_sweep(model, a, console)
     if a.sink:

@@ -88,7 +88,7 @@ def main(argv=None) -> None:
             from cramlens.texts import load_texts
 
             full_texts = load_texts(
-                a.data, model.tokenizer, a.samples, a.full_seq_len, seed=a.seed, offset=a.offset
+                a.data, model.tokenizer, a.samples, a.full_seq_len, seed=a.seed, offset=a.offset, skip=a.skip
             )
         with LiveProgress(console, title="full cramming @0.99") as fp:
             full = cram(

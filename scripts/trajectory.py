@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.table import Table  # noqa: E402
 
-from analyses.figure_io import save_figure  # noqa: E402
+from analyses.plots.io import save_figure  # noqa: E402
 from cramlens import cli  # noqa: E402
 
 PAPER_TRAJ = [  # REFERENCE D.1 (model-scale sweep, 10 samples) and D.4 (trajectory_cluster_structure)
@@ -66,15 +66,7 @@ def load(a):
 
     model = None
     if not a.no_eval and a.model != "none":
-        import torch
-
-        if a.threads:
-            torch.set_num_threads(a.threads)
-        model = cramlens.load_model(a.model, device=a.device, dtype=a.dtype)
-        if not a.no_fast:
-            from cramlens.fast import optimize
-
-            optimize(model)
+        model = cli.load_model_from_args(a)
     run = cramlens.load_trajectories(a.trajectories) if a.trajectories else cramlens.load_run(a.run)
     return run, model
 
@@ -119,7 +111,7 @@ def main(argv=None) -> None:
                                      "maps": {L: m.tolist() for L, m in v["maps"].items()}}
                                for sid, v in lands.items()}  # fmt: skip
     (out / "trajectory.json").write_text(json.dumps(result, indent=1, default=float))
-    from analyses import trajectory_figures as tf
+    from analyses.plots import trajectory_figures as tf
 
     save_figure(tf.pca_figure(run, table), out / "pca_trajectories")
     save_figure(tf.pca99_length_figure(vs_len), out / "pca99_vs_length")

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import cramlens as cl
-from analyses import benchmarks as bm
-from analyses import mmlu
+from analyses import mmlu, tasks
 from analyses.downstream import cram_contexts, load_crams, summarize_rows
 from analyses.scoring import (
     accuracy,
@@ -20,16 +19,16 @@ from analyses.scoring import (
     token_normalized_accuracy,
 )
 
-ITEM = bm.Item("x", "The cat sat on the", ("mat.", "moon and sang.", "dog"), 0, "hellaswag")
+ITEM = tasks.Item("x", "The cat sat on the", ("mat.", "moon and sang.", "dog"), 0, "hellaswag")
 
 
 # ----------------------------------------------------------------------------- MMLU prompt and parser
 def test_mmlu_prompt_matches_the_reference_format_exactly():
     shots = [
-        bm.Item("d0", "What is 1+1?", ("1", "2", "3", "4"), 1, "mmlu", "high_school_us_history"),
-        bm.Item("d1", "Pick C.", ("a", "b", "c", "d"), 2, "mmlu", "high_school_us_history"),
+        tasks.Item("d0", "What is 1+1?", ("1", "2", "3", "4"), 1, "mmlu", "high_school_us_history"),
+        tasks.Item("d1", "Pick C.", ("a", "b", "c", "d"), 2, "mmlu", "high_school_us_history"),
     ]
-    q = bm.Item("t0", "Which?", ("w", "x", "y", "z"), 3, "mmlu", "high_school_us_history")
+    q = tasks.Item("t0", "Which?", ("w", "x", "y", "z"), 3, "mmlu", "high_school_us_history")
     golden = (
         "The following are multiple choice questions about High School Us History.\n\n"
         "Question: What is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
@@ -80,12 +79,12 @@ def test_random_memory_has_the_mean_token_norm(tiny_llama):
 
 # ----------------------------------------------------------------------------- loaders
 def test_arc_mixed_labels():
-    assert bm.arc_answer_index(["A", "B", "C"], "C") == 2
-    assert bm.arc_answer_index(["1", "2", "3", "4"], "3") == 2
-    assert bm.arc_answer_index(["A", "B", "C", "D", "E"], "E") == 4
-    assert bm.arc_answer_index(["1", "2", "3", "4"], "B") == 1  # mixed key style
+    assert tasks.arc_answer_index(["A", "B", "C"], "C") == 2
+    assert tasks.arc_answer_index(["1", "2", "3", "4"], "3") == 2
+    assert tasks.arc_answer_index(["A", "B", "C", "D", "E"], "E") == 4
+    assert tasks.arc_answer_index(["1", "2", "3", "4"], "B") == 1  # mixed key style
     with pytest.raises(cl.CramlensError):
-        bm.arc_answer_index(["A", "B"], "D")
+        tasks.arc_answer_index(["A", "B"], "D")
 
 
 def test_local_jsonl_layouts(tmp_path):
@@ -98,7 +97,7 @@ def test_local_jsonl_layouts(tmp_path):
         {"id": "q3", "question": "H?", "choices": {"label": ["A", "B"], "text": ["m", "n"]}, "answerKey": "A"},
     ]  # fmt: skip
     p.write_text("\n".join(json.dumps(r) for r in rows))
-    items = bm.load_items("arc_easy", p)
+    items = tasks.load_items("arc_easy", p)
     assert [(it.context, it.choices, it.label) for it in items] == [
         ("Q?", ("x", "y", "z"), 1),
         ("S?", ("u", "v"), 1),
@@ -107,7 +106,7 @@ def test_local_jsonl_layouts(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"ctx": "a"}\n')
     with pytest.raises(cl.CramlensError, match="unexpected layout"):
-        bm.load_items("hellaswag", bad)
+        tasks.load_items("hellaswag", bad)
 
 
 def test_hub_names_fail_offline_with_one_line(monkeypatch):
@@ -118,16 +117,16 @@ def test_hub_names_fail_offline_with_one_line(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(cl.CramlensError, match="needs network"):
-        bm.load_items("hellaswag", "hub")
+        tasks.load_items("hellaswag", "hub")
 
 
 def test_shared_benchmark_files(shared_data):
     if not (shared_data / "hellaswag").exists():
         pytest.skip("../shared/data is absent")
-    hs = bm.load_items("hellaswag")
-    arc = bm.load_items("arc_easy")
-    mm = bm.load_items("mmlu")
-    pool = bm.few_shot_pool()
+    hs = tasks.load_items("hellaswag")
+    arc = tasks.load_items("arc_easy")
+    mm = tasks.load_items("mmlu")
+    pool = tasks.few_shot_pool()
     assert len(hs) == 1000 and all(len(it.choices) == 4 and 0 <= it.label < 4 for it in hs)
     assert len(arc) == 1000 and {len(it.choices) for it in arc} >= {3, 4, 5}
     assert all(0 <= it.label < len(it.choices) for it in arc)
@@ -174,7 +173,10 @@ def test_scoring_equals_hand_computed_log_likelihood(name, request):
 
 
 def test_batched_scoring_matches_one_at_a_time(tiny_llama):
-    items = [ITEM, bm.Item("y", "A dog ran", ("home.", "to the park quickly", "away", "up"), 2, "hellaswag")]
+    items = [
+        ITEM,
+        tasks.Item("y", "A dog ran", ("home.", "to the park quickly", "away", "up"), 2, "hellaswag"),
+    ]
     mem = torch.randn(2, 1, tiny_llama.cfg.d_model)
     both = score_items(tiny_llama, items, mem, ("context_ending", "edge"), batch_size=3)
     for i, it in enumerate(items):
@@ -203,9 +205,9 @@ def test_accuracy_metrics_on_synthetic_numbers():
 
 def test_cram_contexts_groups_by_length_and_reads_back(tiny_llama, tmp_path):
     items = [
-        bm.Item("a", "one two", ("x",), 0, "hellaswag"),
-        bm.Item("b", "three four five", ("x",), 0, "hellaswag"),
-        bm.Item("c", "six seven", ("x",), 0, "hellaswag"),
+        tasks.Item("a", "one two", ("x",), 0, "hellaswag"),
+        tasks.Item("b", "three four five", ("x",), 0, "hellaswag"),
+        tasks.Item("c", "six seven", ("x",), 0, "hellaswag"),
     ]
     crams = cram_contexts(tiny_llama, items, tmp_path, max_steps=3, batch_size=4, log=None)
     assert set(crams) == {"a", "b", "c"}
@@ -222,7 +224,7 @@ def test_cram_contexts_groups_by_length_and_reads_back(tiny_llama, tmp_path):
 def test_smollm2_hellaswag_contexts_are_token_prefixes(smollm2, shared_data):
     if not (shared_data / "hellaswag").exists():
         pytest.skip("../shared/data is absent")
-    items = bm.load_items("hellaswag", limit=30)
+    items = tasks.load_items("hellaswag", limit=30)
     for it in items:
         seqs, ctx_len = choice_sequences(smollm2, it)
         assert ctx_len == len(smollm2.to_tokens(it.context)[0])
@@ -233,7 +235,7 @@ def test_smollm2_hellaswag_contexts_are_token_prefixes(smollm2, shared_data):
 def test_random_memory_control_is_norm_matched_deterministic_and_backfilled(tiny_llama, tmp_path):
     from analyses.downstream import evaluate_choices, norm_matched_random, read_results
 
-    items = [ITEM, bm.Item("y", "A dog ran", ("home.", "to the park", "away"), 2, "hellaswag")]
+    items = [ITEM, tasks.Item("y", "A dog ran", ("home.", "to the park", "away"), 2, "hellaswag")]
     mem = torch.randn(2, 1, tiny_llama.cfg.d_model) * torch.tensor([3.0, 0.5])[:, None, None]
     ctrl = norm_matched_random(mem, items)
     torch.testing.assert_close(ctrl.norm(dim=-1), mem.norm(dim=-1))

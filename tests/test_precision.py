@@ -24,7 +24,7 @@ def test_device_and_dtype_flags_reach_the_model():
     from cramlens import cli
 
     a = cli.argparse.Namespace(model="tiny-gpt2", device="cpu", dtype="bfloat16", no_fast=True, threads=None,
-                               data="builtin", samples=1, seq_len=4, seed=0, offset="start")  # fmt: skip
+                               data="builtin", samples=1, seq_len=4, seed=0, offset="start", skip=0)  # fmt: skip
     model, texts = cli.load_model_and_texts(a)
     assert str(model.cfg.device) == "cpu" and model.cfg.dtype == torch.bfloat16
     assert len(texts) == 1 and len(texts[0].token_ids) == 4

@@ -142,6 +142,14 @@ def test_pg19_jsonl_real_file(tok, pg19_rows):
     r1 = load_texts(PG19_FILE, tok, 3, 64, seed=1, offset="random")
     assert [s.sample_id for s in r0] == [s.sample_id for s in r1]
     assert [s.token_ids for s in r0] != [s.token_ids for s in r1]
+    # skip=N starts at document N (the demo picks its texts this way)
+    assert load_texts(PG19_FILE, tok, 3, 64, skip=2) == samples[2:5]
+
+
+def test_skip_starts_random_words_at_that_index_and_rejects_negatives(tok):
+    assert load_texts("random-words", tok, 2, 20, skip=1) == load_texts("random-words", tok, 3, 20)[1:]
+    with pytest.raises(CramlensError, match="skip must be an integer >= 0"):
+        load_texts("random-words", tok, 2, 20, skip=-1)
 
 
 @pytest.mark.parametrize("seq_len", [1, 64, 700])

@@ -1,4 +1,4 @@
-"""Benchmark loaders: HellaSwag, ARC-Easy and MMLU as one normalised multiple-choice item type.
+"""Task data loaders: HellaSwag, ARC-Easy and MMLU as one normalised multiple-choice item type.
 
 Sources, for every loader: a local ``.jsonl`` file (the copies in ``../shared/data``, which are the default when
 present), or the Hugging Face hub through ``datasets`` (``Rowan/hellaswag``, ``allenai/ai2_arc`` ARC-Easy,
