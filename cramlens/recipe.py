@@ -71,7 +71,7 @@ PRESETS: dict[str, Recipe] = {
     ),
 }
 # The paper's recipe without warmup: the default, because it reached the most horizon per step spent in the
-# start-up sweep of benchmarks/RESULTS.md (1.33 vs 1.20 tokens per 100 steps; two texts, so a small margin). The
+# start-up sweep of docs/notebook.md (1.33 vs 1.20 tokens per 100 steps; two texts, so a small margin). The
 # larger lever found there is the layout, not the recipe: `Layout(bos=True, mem_first=False)` (`--bos-first`)
 # took the memory off the attention-sink position 0 and reached 3.3 tokens per 100 steps.
 PRESETS["fast"] = Recipe(warmup=0)

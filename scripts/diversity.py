@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from analyses.figure_io import save_figure as save  # noqa: E402
+from analyses.plots.io import save_figure as save  # noqa: E402
 from cramlens import cli  # noqa: E402
 
 PAPER = [  # REFERENCE D.5

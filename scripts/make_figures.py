@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Regenerate every figure the toolkit can compute from run directories: HTML + PNG per figure and a README.
+"""Regenerate every figure from the committed summaries in ``results/``: HTML + PNG per figure and a README.
 
-    python scripts/make_figures.py --out figures                 # what `make figures` runs
+    python scripts/make_figures.py --out figures                 # what `make figures` runs (a fresh clone works)
     python scripts/make_figures.py --list                        # the registry: figure, inputs, command
     python scripts/make_figures.py --out /tmp/f --only token_explorer horizon_ig --progressive runs/demo
+    python scripts/make_figures.py --refresh-from . --out figures # refresh results/ from runs/ first
+    python scripts/make_figures.py --runs runs --out /tmp/f       # draw from run directories where present
 
 Each figure is one interactive HTML file (plotly.js is written once as ``<out>/plotly.min.js`` and referenced
 relatively, so the files work offline) and one PNG (kaleido + a Chrome-family browser; without one, or when it fails, PNGs are skipped with one
@@ -21,25 +23,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analyses.figure_io import PngExport, write_html  # noqa: E402
-from analyses.figure_registry import COMMANDS, REGISTRY, Built, FigureSpec, Missing, Sources  # noqa: E402
+from analyses.plots.io import PngExport, write_html  # noqa: E402
+from analyses.plots.registry import COMMANDS, REGISTRY, Built, FigureSpec, Missing, Sources  # noqa: E402
 from cramlens import cli  # noqa: E402
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="figures", help="where the HTML, PNG and README.md go")
-    p.add_argument("--runs", default="runs", help="root of the run directories")
-    p.add_argument(
-        "--results",
-        default="figures",
-        help="root of the analysis scripts' result files (their default: figures/<analysis>/)",
-    )
-    p.add_argument(
-        "--progressive",
-        default=None,
-        help="progressive run directory to draw (default: <runs>/prog6, else <runs>/demo)",
-    )
+    p.add_argument("--results", default="results",
+                   help="the committed per-experiment summaries every figure is drawn from (analyses/results_export.py)")  # fmt: skip
+    p.add_argument("--runs", default=None,
+                   help="also draw from run directories under this root, looked in before --results (default: none)")  # fmt: skip
+    p.add_argument("--refresh-from", default=None, metavar="ROOT",
+                   help="first refresh --results from the published runs under ROOT (runs/, figures/<analysis>/)")  # fmt: skip
+    p.add_argument("--progressive", default=None,
+                   help="progressive run directory to draw (default: prog6, else demo, under --runs then --results)")  # fmt: skip
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
                    help="only these figures (see --list); README.md is then left as it is")  # fmt: skip
     p.add_argument("--no-png", action="store_true", help="HTML only (no browser needed)")
@@ -130,7 +129,14 @@ def list_registry(src: Sources) -> None:
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(argv)
-    src = Sources(Path(a.runs), Path(a.results), Path(a.progressive) if a.progressive else None)
+    if a.refresh_from:
+        from analyses.results_export import refresh_all
+
+        files = refresh_all(a.refresh_from, a.results)
+        print(f"refreshed {len(files)} files in {a.results}/ from {a.refresh_from}")
+    src = Sources(
+        Path(a.runs) if a.runs else None, Path(a.results), Path(a.progressive) if a.progressive else None
+    )
     if a.list:
         list_registry(src)
         return

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from analyses.figure_io import save_figure as save  # noqa: E402
+from analyses.plots.io import save_figure as save  # noqa: E402
 from cramlens import cli  # noqa: E402
 
 

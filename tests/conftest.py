@@ -26,7 +26,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(autouse=True)
 def no_browser(monkeypatch, tmp_path_factory):
     """No test needs a browser: kaleido's lookup is pointed at a missing executable, so PNG export is skipped."""
-    import analyses.figure_io as figure_io
+    import analyses.plots.io as figure_io
 
     missing = tmp_path_factory.getbasetemp() / "no-such-browser"
     monkeypatch.setenv("BROWSER_PATH", str(missing))

@@ -129,7 +129,7 @@ def test_summarise_and_stability():
 
 
 def test_report_verdict_needs_two_sources_and_names_lower_bounds():
-    from analyses.capacity_report import capacity_markdown
+    from analyses.plots.capacity_report import capacity_markdown
 
     def row(src, h, ig, seq_len=48):
         return SampleCapacity(src, "full", "t", h, seq_len, ig * 2, ig, ig, h, ig / 9216, 1.0, 10)
@@ -191,7 +191,7 @@ def test_layout_default_is_memory_first():
 
 
 def test_depth_figure_marks_lower_bounds_and_unfinetuned_models():
-    from analyses.capacity_report import depth_figure
+    from analyses.plots.capacity_report import depth_figure
 
     def res(model, variant, n, horizons, capped, ft):
         return {"model": model, "variant": variant, "n": n, "base_layers": 30 if model == "a" else 18,

@@ -24,7 +24,7 @@ def pg19_8(smol_fast, shared_data):
 
 def test_full_cramming_of_four_pg19_texts_at_8_tokens_is_exact(smol_fast, pg19_8):
     # Kuratov's protocol: the first token is input only. With the memory also predicting it (the progressive
-    # paper's layout), full cramming leaves exactly that token wrong here (benchmarks/RESULTS.md, "full sweep").
+    # paper's layout), full cramming leaves exactly that token wrong here (docs/notebook.md, "full sweep").
     run = cl.cram(
         smol_fast, pg19_8, recipe="fast", layout=cl.Layout(score_from="text"), batch_size=4, max_steps=400
     )

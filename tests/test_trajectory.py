@@ -176,7 +176,7 @@ def test_smollm2_short_trajectory(smollm2):
 
 
 def test_recon_mean_keeps_every_sample_past_its_rank():
-    from analyses import trajectory_figures as tf
+    from analyses.plots import trajectory_figures as tf
 
     # sample 0 has 3 components, sample 1 has 8: at k = 8 sample 0 keeps its exact k = 3 reconstruction
     rows = [{"sample_id": 0, "k": k, "length": 4, "accuracy": a} for k, a in ((0, 0.0), (1, 0.5), (3, 1.0))]
