@@ -3,15 +3,21 @@
 For every sample and method: teacher-forced accuracy, greedy reconstruction from the memory alone, exact-match,
 first mismatch and mismatch@k (REFERENCE C.1, D.2-D.3). Progressive is scored on its horizon prefix (what it
 claims); full cramming on its whole fixed-length text.
+
+Greedy here is real generation (``cramlens.generation``: KV cache, one token per call, own tokens fed back) in
+the model's dtype or in ``dtype`` (e.g. ``"bfloat16"``, a cast copy of the model), computed independently of the
+teacher-forced numbers beside it; ``greedy_min_margin`` is its minimum target margin (logit units).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
 from rich.table import Table
 
-from .metrics import greedy_reconstruction, teacher_forced_accuracy
+from .generation import cast_model, dtype_name, regenerate
+from .metrics import teacher_forced_accuracy
 from .results import CramRun
 
 
@@ -25,21 +31,31 @@ class ReconstructionRow:
     greedy_exact: bool
     first_mismatch: int | None
     tf_first_mismatch: int | None
+    greedy_min_margin: float | None = None  # generation's min target margin (None: not measured)
+    greedy_dtype: str = ""  # dtype the generation ran in ("" in rows written before it was recorded)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def reconstruction_rows(model, run: CramRun, method: str) -> list[ReconstructionRow]:
-    """Score each sample of ``run`` on its scored span (horizon for progressive, whole text for full)."""
+def reconstruction_rows(
+    model, run: CramRun, method: str, dtype: torch.dtype | str | None = None
+) -> list[ReconstructionRow]:
+    """Score each sample of ``run`` on its scored span (horizon for progressive, whole text for full).
+
+    Teacher forcing runs in the model's dtype; generation in ``dtype`` (default: the model's), on a copy of the
+    model cast once for the whole run.
+    """
     from .forward import score, target_logits
     from .layout import build_batch
 
+    gen_model = cast_model(model, dtype) if dtype is not None else model
+    gen_dtype = dtype_name(gen_model.cfg.dtype)
     out = []
     for s in run.samples:
         n = s.horizon if run.kind == "progressive" else len(s.sequence)
         if n == 0:
-            out.append(ReconstructionRow(method, s.sample_id, 0, 0.0, 0.0, False, 0, 0))
+            out.append(ReconstructionRow(method, s.sample_id, 0, 0.0, 0.0, False, 0, 0, None, gen_dtype))
             continue
         seq = s.sequence[:n]
         mem = s.embedding.to(model.cfg.device)[None]
@@ -48,9 +64,20 @@ def reconstruction_rows(model, run: CramRun, method: str) -> list[Reconstruction
         sc = score(target_logits(model, mem, batch).detach(), batch)
         wrong = (~sc.correct).nonzero()
         tf_first = int(batch.t_index[wrong[0, 0]]) if len(wrong) else None
-        g = greedy_reconstruction(model, mem, [seq], s.layout)[0]
+        g = regenerate(gen_model, mem, seq, s.layout)
         out.append(
-            ReconstructionRow(method, s.sample_id, n, tf, g.match, g.exact, g.first_mismatch, tf_first)
+            ReconstructionRow(
+                method,
+                s.sample_id,
+                n,
+                tf,
+                g.match,
+                g.exact,
+                g.first_mismatch,
+                tf_first,
+                g.min_margin,
+                g.dtype,
+            )
         )
     return out
 

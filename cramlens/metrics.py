@@ -1,16 +1,16 @@
-"""Reconstruction metrics: teacher-forced accuracy, greedy decoding from the memory alone, surprisal and
-information gain (definitions in REFERENCE.md B)."""
+"""Reconstruction metrics: teacher-forced accuracy, greedy reconstruction from the memory alone (real generation,
+``cramlens.generation``), surprisal and information gain (definitions in REFERENCE.md B)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 
 from .forward import LN2, logits_from_residual, score, target_logits
+from .generation import Generation, regenerate_many
 from .hooks import EMPTY, HookSet, inject
 from .layout import Layout, build_batch, placeholder_id
 
@@ -30,18 +30,8 @@ def teacher_forced_accuracy(
     return score(target_logits(model, memory, batch, hooks), batch).accuracy
 
 
-@dataclass
-class Greedy:
-    """Greedy reconstruction of one sample."""
-
-    tokens: list[int]  # generated sequence (same indexing as the target sequence)
-    target: list[int]
-    match: float  # position-wise accuracy
-    exact: bool
-    first_mismatch: int | None  # index of the first wrong token, None if exact
-
-    def mismatch_at(self, k: int) -> bool:
-        return k < len(self.target) and (k >= len(self.tokens) or self.tokens[k] != self.target[k])
+#: One sample's greedy reconstruction (``generation.Generation``; the old name, kept for callers).
+Greedy = Generation
 
 
 @torch.no_grad()
@@ -54,15 +44,18 @@ def greedy_decode(
     hooks: HookSet = EMPTY,
     prompt: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Greedy-decode ``n_tokens`` tokens from the memory alone (no KV cache, full forward each step).
+    """Argmax-decode ``n_tokens`` tokens from the memory with a full forward per step (no KV cache): a reference.
+
+    This is not how text is generated (``generation.generate`` is: KV cache, one token per call); it is the
+    step-by-step decode that generation is checked against, and the one to use with ``hooks`` (knockouts), which
+    assume whole-sequence positions.
 
     ``prompt`` (``[B, k]``) is fed after the memory before decoding: the input-only first token of Kuratov's
     scoring (``Layout(score_from="text")``), which the memory is never trained to predict.
 
-    ``memory`` is ``[B, m, d]``. With ``pad_to`` every forward is right-padded to that many positions, so it runs
-    with the same shapes (and kernels) as the training forward: causal masking makes the padding inert, and the
-    decoded prefix then sees bit-identical logits to teacher forcing (REFERENCE C.1, zero-margin argmax).
-    Returns ``[B, n_tokens]``.
+    ``memory`` is ``[B, m, d]``. With ``pad_to`` every forward is right-padded to that many positions, i.e. the
+    shapes (and kernels) of the teacher-forced forward: the decoded prefix then sees the teacher-forced logits bit
+    for bit, so this mode only re-derives teacher forcing and cannot test generation. Returns ``[B, n_tokens]``.
     """
     mem = memory if memory.dim() == 3 else memory.unsqueeze(0)
     B, m = mem.shape[0], mem.shape[1]
@@ -88,11 +81,12 @@ def greedy_decode(
     return out
 
 
-def compare(generated: Sequence[int], target: Sequence[int]) -> Greedy:
+def compare(generated: Sequence[int], target: Sequence[int]) -> Generation:
+    """Compare a decoded sequence with its target (no margins: nothing was generated here)."""
     gen, tgt = [int(x) for x in generated], [int(x) for x in target]
-    hits = [i < len(gen) and gen[i] == t for i, t in enumerate(tgt)]
-    first = next((i for i, h in enumerate(hits) if not h), None)
-    return Greedy(gen, tgt, sum(hits) / max(1, len(tgt)), first is None, first)
+    first = next((i for i, t in enumerate(tgt) if i >= len(gen) or gen[i] != t), None)
+    return Generation(gen, tgt, 0, first is None, first, len(tgt) if first is None else first, [], [], None, None,
+                      "")  # fmt: skip
 
 
 def greedy_reconstruction(
@@ -100,23 +94,18 @@ def greedy_reconstruction(
     memory: torch.Tensor,
     sequences: Sequence[Sequence[int]],
     layout: Layout = Layout(),
-    shape_consistent: bool = True,
-) -> list[Greedy]:
-    """Greedy reconstruction of each target sequence from its memory row (one sample at a time).
+    dtype: torch.dtype | str | None = None,
+    feed_bos: bool = False,
+) -> list[Generation]:
+    """Greedy reconstruction of each target sequence from its memory row by real generation (one sample at a time).
 
-    Under Kuratov's scoring the first token is input only: it is given, and the rest is decoded and compared
-    (``first_mismatch`` still indexes ``seq``).
+    ``generation.regenerate_many``: autoregressive from the memory alone through TransformerLens's KV cache, in
+    the model's dtype or in ``dtype`` (a cast copy, e.g. ``torch.bfloat16``). Independent of teacher forcing: a
+    different computation (incremental, own tokens fed back) that can disagree with it. Under Kuratov's scoring
+    the first token is given; a BOS after the memory is generated too unless ``feed_bos``. ``first_mismatch``
+    indexes ``seq``.
     """
-    mem = memory if memory.dim() == 3 else memory.unsqueeze(0)
-    k = layout.first_scored()
-    results = []
-    for j, seq in enumerate(sequences):
-        n = len(seq)
-        pad_to = len(layout.prefix(model)) + layout.n_mem + n - 1 if shape_consistent else None
-        prompt = torch.tensor([list(seq[:k])], dtype=torch.long) if k else None
-        gen = greedy_decode(model, mem[j : j + 1], n - k, layout, pad_to=pad_to, prompt=prompt)[0].tolist()
-        results.append(compare(list(seq[:k]) + gen, seq))
-    return results
+    return regenerate_many(model, memory, sequences, layout, dtype=dtype, feed_bos=feed_bos)
 
 
 @torch.no_grad()

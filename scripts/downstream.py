@@ -57,10 +57,10 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument("--batch-size", type=int, default=16, help="contexts crammed together")
     g.add_argument(
         "--score-from",
-        default="text",
+        default="memory",
         choices=["text", "memory"],
-        help="text: the memory is not trained to predict the first token (Kuratov; the CPU protocol); "
-        "memory: it is (the paper's layout)",
+        help="memory (default, the paper's): the memory is trained to predict the first context token too; "
+        "text: it is not (Kuratov's scoring, the earlier CPU protocol)",
     )
     g.add_argument("--subjects", nargs="+", default=list(DEFAULT_SUBJECTS), help="mmlu subjects")
     g.add_argument("--per-subject", type=int, default=10, help="mmlu test items per subject")

@@ -91,9 +91,9 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument("--batch-size", type=int, default=16, help="contexts crammed together")
     g.add_argument(
         "--score-from",
-        default="text",
+        default="memory",
         choices=["text", "memory"],
-        help="as in scripts/downstream.py (text: the CPU protocol; memory: the paper's layout)",
+        help="as in scripts/downstream.py (memory, default: the paper's layout; text: Kuratov's scoring)",
     )
     g.add_argument(
         "--paper", action="store_true", help="paper scale: 512 items, no length rule, 512 candidates"

@@ -98,6 +98,44 @@ class _RealModel:
         assert len(words) >= 6
         assert len(english) >= 0.7 * len(words)
 
+    def test_crammed_stage_loss_and_gradient_match_the_reference_way(self, model, reference, ids):
+        """The reference trainer's stage loss (transformers, ``inputs_embeds = [mem; embed(x)]``, logits ``[:, :-1]``,
+        the memory predicting x0) equals cramlens's, plain TL and fast path, in loss and memory gradient."""
+        from cramlens import fast
+        from cramlens.forward import score, target_logits
+        from cramlens.layout import Layout, build_batch
+
+        hf_model, _ = reference
+        x = ids[:, :16]  # the stage: [BOS?] + the first text tokens, as the model's tokenizer gives them
+        g = torch.Generator().manual_seed(0)
+        mem0 = torch.randn(1, 1, model.cfg.d_model, generator=g) * model.W_E.std().item()
+
+        emb = hf_model.get_input_embeddings()
+        mem = mem0.clone().requires_grad_(True)
+        # the reference feeds embed_tokens(x) (Gemma's scaled embedding included) beside the memory as is
+        logits = hf_model(inputs_embeds=torch.cat([mem, emb(x).detach()], dim=1)).logits[:, :-1]
+        ref_loss = torch.nn.functional.cross_entropy(logits[0], x[0])
+        (ref_grad,) = torch.autograd.grad(ref_loss, mem)
+
+        # cramlens: the text after the memory is x itself (x already starts with BOS where the model uses one)
+        seq = x[0].tolist()
+        layout = Layout(bos=False)
+        batch = build_batch(model, [seq], [len(seq)], layout)
+        was_fast = fast.is_optimized(model)
+        try:
+            for fast_path in (False, True):
+                (fast.optimize if fast_path else fast.restore)(model)
+                m = mem0.clone().requires_grad_(True)
+                loss = score(target_logits(model, m, batch), batch).loss.sum()
+                (grad,) = torch.autograd.grad(loss, m)
+                rel = ((grad - ref_grad).abs().max() / ref_grad.abs().max()).item()
+                print(f"{self.NAME} fast={fast_path}: loss {loss.item():.6f} vs ref {ref_loss.item():.6f}, "
+                      f"grad rel diff {rel:.1e}")  # fmt: skip
+                assert abs(loss.item() - ref_loss.item()) < 1e-4 * max(1.0, ref_loss.item())
+                assert rel < 1e-3
+        finally:
+            (fast.optimize if was_fast else fast.restore)(model)
+
     def test_cached(self, model):
         entry = cache_dir() / f"v{FORMAT_VERSION}" / self.NAME
         meta = json.loads((entry / "meta.json").read_text())
