@@ -112,14 +112,9 @@ def _wait_for(path: Path, log: Callable[[str], None] | None, timeout_s: float = 
 
 
 def _finished_run(path: Path, model: HookedTransformer, text_ids: list[str]) -> cl.CramRun:
-    """A finished cram run directory with the greedy flag of its ``samples.json`` restored."""
+    """A finished cram run directory (``load_run`` restores the greedy fields of its ``samples.json``)."""
     run = cl.load_run(path, model)
     check([s.text_id for s in run.samples] == text_ids, f"{path} holds other contexts; use another --out")
-    info = {d["text_id"]: d for d in json.loads((path / "samples.json").read_text())}
-    for s in run.samples:
-        g = info.get(s.text_id, {}).get("greedy_exact")
-        check(g is None or isinstance(g, bool), f"{path}/samples.json: greedy_exact {g!r} is not a bool")
-        s.greedy_exact = g
     return run
 
 

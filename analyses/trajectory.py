@@ -33,6 +33,7 @@ from cramlens import CramRun
 from cramlens.errors import check
 from cramlens.forward import score, target_logits
 from cramlens.layout import Layout, build_batch
+from cramlens.rows import summarise_sample
 
 
 @dataclass
@@ -106,11 +107,11 @@ def sample_geometry(
     X = stage_matrix(rows)
     fit = pca(X)
     ev = fit.explained_ratio
-    passed = [r for r in rows if r.get("converged")]
+    summary, _ = summarise_sample(run.trajectory(sample_id), run.kind)
     return {
         "sample_id": sample_id,
         "stages": len(rows),
-        "horizon": int(passed[-1]["stage_seq_len"]) if passed else 0,
+        "horizon": summary.horizon,
         "pc1": float(ev[0]) if len(ev) > 0 else float("nan"),
         "pc2": float(ev[1]) if len(ev) > 1 else float("nan"),
         "pc12": float(ev[:2].sum()) if len(ev) > 1 else float("nan"),

@@ -14,7 +14,7 @@ import warnings
 warnings.filterwarnings("ignore", message=".*HookedTransformer is deprecated.*")
 warnings.filterwarnings("ignore", message=".*index_reduce.*")
 
-from .cramming import cram, prepare_texts, progressive_cram  # noqa: E402
+from .cramming import cram, progressive_cram  # noqa: E402
 from .errors import CramlensError  # noqa: E402
 from .fast import optimize  # noqa: E402
 from .hooks import (  # noqa: E402
@@ -30,20 +30,20 @@ from .hooks import (  # noqa: E402
 from .layout import Layout  # noqa: E402
 from .loading_runs import load_run, load_trajectories  # noqa: E402
 from .metrics import greedy_decode, greedy_reconstruction, surprisal_bits, teacher_forced_accuracy  # noqa: E402
+from .models import available_models, load_model  # noqa: E402
+from .prepare import prepare_texts  # noqa: E402
 from .recipe import PRESETS, Recipe, get_recipe  # noqa: E402
 from .results import CrammedSample, CramRun  # noqa: E402
-
-try:  # written in parallel; importable once present
-    from .models import available_models, load_model  # noqa: E402,F401
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .texts import TextSample, available_sources, load_texts  # noqa: E402,F401
-except ImportError:  # pragma: no cover
-    pass
+from .rows import SampleSummary, StageRow, summarise_rows  # noqa: E402
+from .spec import CramSpec  # noqa: E402
+from .texts import TextSample, available_sources, load_texts  # noqa: E402
 
 __all__ = [
     "CramRun",
+    "CramSpec",
+    "SampleSummary",
+    "StageRow",
+    "summarise_rows",
     "CrammedSample",
     "CramlensError",
     "HookSet",

@@ -163,6 +163,25 @@ def layout_from_args(a: argparse.Namespace):
     )
 
 
+def spec_from_args(a: argparse.Namespace):
+    """The :class:`~cramlens.spec.CramSpec` of the parsed flags (the one place flags become settings); stage
+    flags (``--min-len``, ``--step``, ``--schedule``) are read when the script has them."""
+    from .spec import CramSpec
+
+    return CramSpec(
+        recipe=recipe_from_args(a),
+        layout=layout_from_args(a),
+        parametrization="low_dim" if a.low_dim else "direct",
+        low_dim=a.low_dim,
+        shared_projection=a.shared_projection,
+        min_len=getattr(a, "min_len", 1),
+        step=getattr(a, "step", 1),
+        schedule=getattr(a, "schedule", "linear"),
+        batch_size=a.batch_size,
+        seed=a.seed,
+    )
+
+
 def load_model_from_args(a: argparse.Namespace, name: str | None = None):
     """The model of ``--model`` (or ``name``), ``--device``, ``--dtype``, ``--threads``; the one place that
     decides the fast path: on unless ``--no-fast``."""

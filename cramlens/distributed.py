@@ -92,13 +92,7 @@ def merge_runs(dirs: list[Path], out: Path, model=None):
     for d in dirs:
         if not (d / "rows.jsonl").exists():
             continue  # a rank with no samples
-        part = load_run(d, model)
-        extra = {s["sample_id"]: s for s in json.loads((d / "samples.json").read_text())}
-        for s in part.samples:
-            e = extra.get(s.sample_id, {})
-            s.greedy_exact, s.greedy_match, s.first_mismatch = (
-                e.get("greedy_exact"), e.get("greedy_match"), e.get("first_mismatch"),
-            )  # fmt: skip
+        part = load_run(d, model)  # per-sample numbers from the one summary; greedy fields from samples.json
         rows += part.rows
         samples += part.samples
     config = read_config(dirs[0])

@@ -52,6 +52,7 @@ class StageRecord:
     embedding: torch.Tensor  # [m, d] fp32 CPU
     coefficients: torch.Tensor | None
     reason: str = ""
+    tf_exact_prefix: int = 0  # targets before the first wrong argmax (stage_seq_len when all are right)
 
 
 @dataclass
@@ -234,6 +235,7 @@ class CramLoop:
         finite = torch.isfinite(loss.detach()).cpu()
         min_margin = torch.full((len(rows),), float("inf"))
         min_margin = min_margin.scatter_reduce(0, batch.t_row.cpu(), scores.margin.float().cpu(), "amin")
+        prefix = exact_prefix(batch, scores.correct)
         B = len(self.sequences)
         stepping = torch.zeros(B, dtype=torch.bool)
         emb = None
@@ -241,7 +243,18 @@ class CramLoop:
             if not bool(finite[r]):
                 st.status[j] = FAILED_NAN
                 emb = self.memory.materialize().detach() if emb is None else emb
-                self._emit(on_stage, j, False, acc[r], losses[r], ce_bits[r], min_margin[r], emb, "nan_loss")
+                self._emit(
+                    on_stage,
+                    j,
+                    False,
+                    acc[r],
+                    losses[r],
+                    ce_bits[r],
+                    min_margin[r],
+                    emb,
+                    "nan_loss",
+                    prefix[r],
+                )
                 continue
             passed = bool(acc[r] >= rc.threshold)
             out_of_budget = (
@@ -252,7 +265,9 @@ class CramLoop:
                 # a stage cut short by the per-sample budget is not a stage the method failed
                 cut = not passed and int(st.stage_steps[j]) < rc.steps_per_stage
                 why = "sample_budget" if cut else ""
-                self._emit(on_stage, j, passed, acc[r], losses[r], ce_bits[r], min_margin[r], emb, why)
+                self._emit(
+                    on_stage, j, passed, acc[r], losses[r], ce_bits[r], min_margin[r], emb, why, prefix[r]
+                )
                 self._advance(j, passed)
             else:
                 stepping[j] = True
@@ -274,7 +289,7 @@ class CramLoop:
             "loss": {j: float(losses[r]) for r, j in enumerate(rows)},
         }
 
-    def _emit(self, on_stage, j, passed, acc, loss, bits, margin, emb, reason) -> None:
+    def _emit(self, on_stage, j, passed, acc, loss, bits, margin, emb, reason, prefix) -> None:
         st = self.state
         rec = StageRecord(
             sample=j,
@@ -295,6 +310,7 @@ class CramLoop:
                 else None
             ),
             reason=reason or ("" if passed else "stage_failed"),
+            tf_exact_prefix=int(prefix),
         )
         if on_stage is not None:
             on_stage(rec)
@@ -363,6 +379,14 @@ def hybrid_clean_hidden(
     with torch.no_grad(), capture(names, store).applied(model):
         model(ids, stop_at_layer=max(1, n_layers), padding_side="right")
     return {layer: store[f"blocks.{layer}.hook_resid_post"][0] for layer in range(n_layers)}
+
+
+def exact_prefix(batch: Batch, correct: torch.Tensor) -> torch.Tensor:
+    """Per batch row: the index of the first wrongly predicted target (its length when every target is right)."""
+    lengths = torch.tensor(batch.lengths, dtype=torch.long)
+    wrong_at = torch.where(correct.cpu(), lengths.max() + 1, batch.t_index.cpu())
+    first = lengths.clone().scatter_reduce(0, batch.t_row.cpu(), wrong_at, "amin")
+    return torch.minimum(first, lengths)
 
 
 def bits(nats: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,13 +11,20 @@ import torch
 from .errors import CramlensError, check
 from .layout import Layout
 from .results import CrammedSample, CramRun
+from .rows import full_horizon, samples_from_rows
 from .runs import read_config, read_rows
 
 TRAJECTORIES_HUB = "mrsndmn/progressive_cramming_trajectories"
 
 
 def load_run(path: str | os.PathLike, model=None) -> CramRun:
-    """A run directory as a :class:`CramRun` (attach ``model`` to generate/score from its embeddings)."""
+    """A run directory as a :class:`CramRun` (attach ``model`` to generate/score from its embeddings).
+
+    Per-sample numbers come from :func:`cramlens.rows.samples_from_rows`, as in the live run; the greedy fields
+    are read back from ``samples.json`` when the run finished. Full-cramming rows written before rows carried
+    ``tf_exact_prefix`` get it computed from their embedding when ``model`` is given (without a model, such a
+    non-converged sample's horizon reads 0).
+    """
     p = Path(path)
     config = read_config(p)
     rows = read_rows(p)
@@ -24,47 +32,40 @@ def load_run(path: str | os.PathLike, model=None) -> CramRun:
     st = config["settings"]
     lay = st["layout"]
     layout = Layout(lay["n_mem"], lay["bos"], lay["score_from"], lay["mem_first"])
-    return CramRun(st["kind"], samples_from_rows(rows, st["kind"], layout, model), rows, config, p)
+    if st["kind"] == "full" and model is not None:
+        backfill_tf_prefix(model, rows, layout)
+    samples = samples_from_rows(rows, st["kind"], layout, model)
+    restore_greedy(samples, p / "samples.json")
+    return CramRun(st["kind"], samples, rows, config, p)
 
 
-def samples_from_rows(rows: list[dict], kind: str, layout: Layout, model=None) -> list[CrammedSample]:
-    """Per-sample results from trajectory rows (no model needed; greedy fields left empty)."""
-    by_sample: dict[int, list[dict]] = {}
+def restore_greedy(samples: list[CrammedSample], path: Path) -> None:
+    """Greedy-reconstruction fields of a finished run's ``samples.json`` (computed with the model at the end)."""
+    if not path.exists():
+        return
+    info = {int(d["sample_id"]): d for d in json.loads(path.read_text())}
+    for s in samples:
+        d = info.get(s.sample_id, {})
+        g = d.get("greedy_exact")
+        s.greedy_exact = {"True": True, "False": False}.get(g, g) if isinstance(g, str) else g
+        s.greedy_match, s.first_mismatch = d.get("greedy_match"), d.get("first_mismatch")
+
+
+def backfill_tf_prefix(model, rows: list[dict], layout: Layout) -> None:
+    """Set ``tf_exact_prefix`` on full-cramming rows that lack it (older runs), from their embeddings."""
+    from .forward import score, target_logits
+    from .layout import build_batch
+
     for r in rows:
-        by_sample.setdefault(int(r["sample_id"]), []).append(r)
-    out = []
-    for sid, traj in sorted(by_sample.items()):
-        traj.sort(key=lambda r: r["stage_index"])
-        passed = [r for r in traj if r.get("converged", r.get("final_convergence", 0) >= 1.0)]
-        best = passed[-1] if passed else traj[-1]
-        last = traj[-1]
-        horizon = best["stage_seq_len"] if passed else 0
-        if kind == "full":
-            horizon = best["stage_seq_len"] if best.get("final_convergence", 0) >= 1.0 else 0
-        emb = best["embedding"]
-        if not isinstance(emb, torch.Tensor):
-            emb = torch.tensor(emb, dtype=torch.float32).reshape(-1, int(best.get("hidden_size") or len(emb)))
-        seq = list(best.get("input_ids") or [])
-        out.append(
-            CrammedSample(
-                sample_id=sid,
-                text_id=str(best.get("text_id", sid)),
-                text=best.get("text", ""),
-                sequence=seq,
-                embedding=emb,
-                horizon=int(horizon),
-                steps=int(best.get("steps_taken", 0) or 0),
-                steps_spent=int(last.get("steps_spent", last.get("steps_taken", 0)) or 0),
-                information_gain_bits=_num(best.get("information_gain_bits")),
-                h_lm_bits=_num(best.get("h_lm_bits")),
-                accuracy_final=float(last.get("final_convergence", float("nan"))),
-                reason=last.get("reason", ""),
-                kind=kind,
-                model=model,
-                layout=layout,
-            )
-        )
-    return out
+        if full_horizon(r) is not None:
+            continue
+        seq = list(r["input_ids"])
+        batch = build_batch(model, [seq], [len(seq)], layout)
+        emb = torch.as_tensor(r["embedding"], dtype=torch.float32).reshape(-1, model.cfg.d_model)
+        with torch.no_grad():
+            sc = score(target_logits(model, emb.to(model.cfg.device)[None], batch), batch)
+        wrong = (~sc.correct).nonzero()
+        r["tf_exact_prefix"] = int(batch.t_index[wrong[0, 0]]) if len(wrong) else len(seq)
 
 
 def load_trajectories(
@@ -111,7 +112,3 @@ def load_trajectories(
         rows.append(r)
     config = {"settings": {"kind": "progressive", "source": str(source)}, "created": ""}
     return CramRun("progressive", samples_from_rows(rows, "progressive", Layout(), model), rows, config, None)
-
-
-def _num(x) -> float:
-    return float("nan") if x is None else float(x)

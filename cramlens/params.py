@@ -121,11 +121,10 @@ def make_memory(
     shared_projection: dict[str, torch.Tensor] | None = None,
     pca_basis: tuple[torch.Tensor, torch.Tensor] | None = None,
     token_embeds: list[torch.Tensor] | None = None,
-    device: str | torch.device | None = None,
 ) -> Memory:
     """Initial trainable memory for ``n_samples`` samples (global run indices ``indices`` seed each one)."""
     d = model.cfg.d_model
-    device = device or model.cfg.device
+    device = model.cfg.device
     indices = list(range(n_samples)) if indices is None else indices
     check(len(indices) == n_samples, "make_memory: one index per sample")
 

@@ -35,6 +35,8 @@ class CrammedSample:
     kind: str = "progressive"  # "full": generate()/accuracy() default to the whole text, not the horizon
     model: object | None = field(default=None, repr=False, compare=False)
     layout: Layout = field(default_factory=Layout, repr=False)
+    information_gain_bits_final: float = float("nan")  # at the final (failing) stage: the paper's tables
+    compressed_tokens: int = 0  # stage rows incl. the final one: the paper's unit (horizon + 1, step 1)
 
     @property
     def target(self) -> list[int]:
@@ -129,6 +131,19 @@ class CramRun:
 
     def horizons(self) -> list[int]:
         return [s.horizon for s in self.samples]
+
+    def summaries(self) -> list:
+        """Per-sample :class:`~cramlens.rows.SampleSummary` of the rows (the one summarising function)."""
+        from .rows import summarise_rows
+
+        return summarise_rows(self.rows, self.kind)
+
+    @property
+    def spec(self):
+        """The :class:`~cramlens.spec.CramSpec` of the run (from its ``config.json`` settings)."""
+        from .spec import CramSpec
+
+        return CramSpec.from_dict(self.config.get("settings", {}))
 
     def embeddings(self) -> torch.Tensor:
         return torch.stack([s.embedding for s in self.samples])

@@ -180,9 +180,12 @@ class RunDir:
 
         datasets.disable_progress_bars()
 
+        keys = list(
+            dict.fromkeys(k for r in self.rows for k in r)
+        )  # a resumed older run: rows gain new fields
         flat = []
         for r in self.rows:
-            d = dict(r)
+            d = {k: r.get(k) for k in keys}
             for k in ("embedding", "coefficients"):
                 t = d.get(k)
                 d[k] = t.reshape(-1).tolist() if isinstance(t, torch.Tensor) else None

@@ -31,18 +31,14 @@ def main(argv=None) -> None:
 
     model, texts = cli.load_model_and_texts(a)
     with shard_context(a.out, len(texts)) as shard:
-        kwargs = dict(
-            recipe=cli.recipe_from_args(a), layout=cli.layout_from_args(a), batch_size=a.batch_size,
-            parametrization="low_dim" if a.low_dim else "direct", low_dim=a.low_dim,
-            shared_projection=a.shared_projection, seed=a.seed, resume=a.resume, overwrite=a.overwrite,
-            out=shard.out, first_id=shard.first_id,
-        )  # fmt: skip
+        spec = cli.spec_from_args(a)
+        where = dict(out=shard.out, first_id=shard.first_id, resume=a.resume, overwrite=a.overwrite)
         mine = shard.select(texts)
         if a.no_progress or not shard.is_main_display:
-            run = cram(model, mine, **kwargs)
+            run = cram(model, mine, spec, **where)
         else:
             with LiveProgress(console, title="full cramming") as progress:
-                run = cram(model, mine, progress=progress, **kwargs)
+                run = cram(model, mine, spec, progress=progress, **where)
         run = shard.finish(run, model)
     if run is None:
         return

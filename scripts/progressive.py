@@ -58,20 +58,14 @@ def main(argv=None) -> None:
             if a.no_progress or not shard.is_main_display
             else LiveProgress(console, title="progressive cramming")
         )
-        kwargs = dict(
-            recipe=cli.recipe_from_args(a), layout=cli.layout_from_args(a), batch_size=a.batch_size,
-            min_len=a.min_len, step=a.step, schedule=a.schedule, parametrization="low_dim" if a.low_dim else "direct",
-            low_dim=a.low_dim, shared_projection=a.shared_projection, seed=a.seed, resume=a.resume,
-            overwrite=a.overwrite,
-        )  # fmt: skip
+        spec = cli.spec_from_args(a)
+        where = dict(out=shard.out, first_id=shard.first_id, resume=a.resume, overwrite=a.overwrite)
         mine = shard.select(texts)
         if progress is not None:
             with progress:
-                run = progressive_cram(
-                    model, mine, out=shard.out, progress=progress, first_id=shard.first_id, **kwargs
-                )
+                run = progressive_cram(model, mine, spec, progress=progress, **where)
         else:
-            run = progressive_cram(model, mine, out=shard.out, first_id=shard.first_id, **kwargs)
+            run = progressive_cram(model, mine, spec, **where)
         run = shard.finish(run, model)
     if run is None:
         return
@@ -81,6 +75,7 @@ def main(argv=None) -> None:
     console.print(horizon_line(run.horizons(), a.model))
     if a.compare_full:
         from cramlens.recipe import get_recipe
+        from cramlens.spec import CramSpec
 
         full_rc = get_recipe("brittleness").with_(steps_per_sample=a.full_max_steps)
         full_texts = texts
@@ -91,13 +86,11 @@ def main(argv=None) -> None:
                 a.data, model.tokenizer, a.samples, a.full_seq_len, seed=a.seed, offset=a.offset, skip=a.skip
             )
         with LiveProgress(console, title="full cramming @0.99") as fp:
+            full_spec = CramSpec(recipe=full_rc, layout=spec.layout, batch_size=len(full_texts), seed=a.seed)
             full = cram(
                 model,
                 full_texts,
-                recipe=full_rc,
-                layout=cli.layout_from_args(a),
-                batch_size=len(full_texts),
-                seed=a.seed,
+                full_spec,
                 out=f"{a.out}/full",
                 resume=a.resume,
                 overwrite=a.overwrite,
