@@ -329,9 +329,14 @@ def run_variant(
     ft = None
     if v.n is not None and v.finetune:
         ft = finetune(
-            model, ft_cfg, out=vdir / "finetune", resume=True,
-            progress=lambda s, loss: (s % 50 == 0) and log(f"  {v.model} {v.name} finetune step {s}: loss {loss:.3f}"),
-        )  # fmt: skip
+            model,
+            ft_cfg,
+            out=vdir / "finetune",
+            resume=True,
+            progress=lambda s, loss: (
+                (s % 50 == 0) and log(f"  {v.model} {v.name} finetune step {s}: loss {loss:.3f}")
+            ),
+        )
         log(
             f"  {v.model} {v.name} finetuned: val loss {ft.val_loss_before:.3f} -> {ft.val_loss_after:.3f} nats"
         )
@@ -344,14 +349,25 @@ def run_variant(
     caps = sample_capacity(run, model.cfg.d_model, source_label(source), v.name)
     summ = summarise(caps, by="variant")[0]
     result = {
-        "model": v.model, "variant": v.name, "scheme": v.scheme, "n": v.n, "layers": model.cfg.n_layers,
-        "base_layers": base.cfg.n_layers, "d_model": model.cfg.d_model, "finetuned": ft is not None,
-        "val_loss_before": ft.val_loss_before if ft else val_loss, "val_loss_after": ft.val_loss_after if ft else val_loss,
-        "finetune_steps": ft.steps if ft else 0, "source": source_label(source), "horizons": run.horizons(),
-        "samples": [asdict(c) for c in caps], **summ,
-        "cpu_seconds_finetune": t_ft, "cpu_seconds_total": time.process_time() - t0,
+        "model": v.model,
+        "variant": v.name,
+        "scheme": v.scheme,
+        "n": v.n,
+        "layers": model.cfg.n_layers,
+        "base_layers": base.cfg.n_layers,
+        "d_model": model.cfg.d_model,
+        "finetuned": ft is not None,
+        "val_loss_before": ft.val_loss_before if ft else val_loss,
+        "val_loss_after": ft.val_loss_after if ft else val_loss,
+        "finetune_steps": ft.steps if ft else 0,
+        "source": source_label(source),
+        "horizons": run.horizons(),
+        "samples": [asdict(c) for c in caps],
+        **summ,
+        "cpu_seconds_finetune": t_ft,
+        "cpu_seconds_total": time.process_time() - t0,
         "recipe": run.config["settings"]["recipe"],
-    }  # fmt: skip
+    }
     atomic_write_text(vdir / "result.json", json.dumps(result, indent=1, default=str))
     return result
 

@@ -251,9 +251,15 @@ class FinetuneConfig:
 
 CPU_FINETUNE = FinetuneConfig()
 PAPER_FINETUNE = FinetuneConfig(
-    steps=5000, seq_len=1024, batch_size=256, lr=1e-3, min_lr=1e-5, warmup=500, weight_decay=0.01,
+    steps=5000,
+    seq_len=1024,
+    batch_size=256,
+    lr=1e-3,
+    min_lr=1e-5,
+    warmup=500,
+    weight_decay=0.01,
     source="HuggingFaceFW/fineweb-edu",
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -383,11 +389,17 @@ def finetune(
 
             buf = io.BytesIO()
             torch.save(
-                {"config": cfg.to_dict(), "params": {k: p.detach() for k, p in params.items()},
-                 "optim": opt.state_dict(), "sched": sched.state_dict(), "step": step + 1, "losses": losses,
-                 "val_before": before},
+                {
+                    "config": cfg.to_dict(),
+                    "params": {k: p.detach() for k, p in params.items()},
+                    "optim": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "step": step + 1,
+                    "losses": losses,
+                    "val_before": before,
+                },
                 buf,
-            )  # fmt: skip
+            )
             atomic_write_bytes(ck, buf.getvalue())
     model.requires_grad_(False)
     after = evaluate(model, val)

@@ -218,8 +218,17 @@ def run_lr_sweep(
     for lr in lrs:
         path = Path(root) / f"lrsweep_{lr:g}"
         prog = progress_factory(lr) if progress_factory else None
-        kw = dict(seq_len=seq_len, recipe=recipe, batch_size=batch_size, seed=seed, out=path,
-                  resume=resume and path.exists(), lr=lr, check_greedy=False, **recipe_overrides)  # fmt: skip
+        kw = dict(
+            seq_len=seq_len,
+            recipe=recipe,
+            batch_size=batch_size,
+            seed=seed,
+            out=path,
+            resume=resume and path.exists(),
+            lr=lr,
+            check_greedy=False,
+            **recipe_overrides,
+        )
         if prog is not None:
             with prog:
                 out[lr] = progressive_cram(model, texts, progress=prog, **kw)

@@ -89,9 +89,18 @@ def cram_contexts(
             run = _finished_run(where, model, [t.sample_id for t in texts])
         else:
             run = cl.cram(
-                model, texts, recipe=recipe, batch_size=batch_size, max_steps=max_steps, seed=seed,
-                layout=layout, out=where, resume=True, first_id=group[0][0], **recipe_overrides,
-            )  # fmt: skip
+                model,
+                texts,
+                recipe=recipe,
+                batch_size=batch_size,
+                max_steps=max_steps,
+                seed=seed,
+                layout=layout,
+                out=where,
+                resume=True,
+                first_id=group[0][0],
+                **recipe_overrides,
+            )
         for (_, it, _), s in zip(group, run.samples, strict=True):
             done[it.id] = s
         if log is not None:
@@ -241,8 +250,9 @@ def _add_control(model, items, crams, path: Path, joiner: str, batch_size: int, 
     for start in range(0, len(todo), batch_size):
         chunk = [by_id[r["id"]] for r in todo[start : start + batch_size]]
         mem = torch.stack([crams[it.id].embedding for it in chunk]).to(model.cfg.device)
-        ctrl = score_items(model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner,
-                           batch_size=batch_size)  # fmt: skip
+        ctrl = score_items(
+            model, chunk, norm_matched_random(mem, chunk), CONTROL_VARIANTS, joiner, batch_size=batch_size
+        )
         for i, r in enumerate(todo[start : start + batch_size]):
             r["random"] = {v: ctrl.nll[v][i] for v in ctrl.nll}
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

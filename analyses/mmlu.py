@@ -121,8 +121,17 @@ def cram_text(
     """Full-cram one prompt (``downstream`` recipe, ``steps`` budget), resumable in ``out``."""
     ids = model.to_tokens(text, prepend_bos=False)[0].tolist()
     text_sample = TextSample(text_id, text, tuple(ids), "mmlu")
-    run = cl.cram(model, [text_sample], recipe="downstream", max_steps=steps, init=init, layout=layout, out=out,
-                  resume=True, check_greedy=False)  # fmt: skip
+    run = cl.cram(
+        model,
+        [text_sample],
+        recipe="downstream",
+        max_steps=steps,
+        init=init,
+        layout=layout,
+        out=out,
+        resume=True,
+        check_greedy=False,
+    )
     return run.samples[0]
 
 
@@ -146,9 +155,16 @@ def tokens(model: HookedTransformer, text: str) -> list[int]:
 
 
 def item_memory(
-    model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: Path, steps: int,
-    seed: int = 0, layout: cl.Layout | None = None, full_steps: int | None = None,
-) -> tuple[torch.Tensor | None, float]:  # fmt: skip
+    model: HookedTransformer,
+    mode: str,
+    item: Item,
+    shots: Sequence[Item],
+    root: Path,
+    steps: int,
+    seed: int = 0,
+    layout: cl.Layout | None = None,
+    full_steps: int | None = None,
+) -> tuple[torch.Tensor | None, float]:
     """The memory of ``item`` under ``mode`` and its teacher-forced accuracy on what it crammed (nan if none)."""
     if mode == "baseline":
         return None, float("nan")
@@ -161,15 +177,30 @@ def item_memory(
         with safe_open(str(prefix), "pt") as f:
             return f.get_tensor("embedding"), float(f.metadata()["accuracy"])
     safe_id = re.sub(r"[^\w.-]", "_", item.id)
-    s = cram_text(model, full_prompt(item.subject, item, shots), root / item.subject / f"full_{safe_id}",
-                  f"mmlu:{item.id}:full", full_steps or steps, init=f"file:{prefix}", layout=layout)  # fmt: skip
+    s = cram_text(
+        model,
+        full_prompt(item.subject, item, shots),
+        root / item.subject / f"full_{safe_id}",
+        f"mmlu:{item.id}:full",
+        full_steps or steps,
+        init=f"file:{prefix}",
+        layout=layout,
+    )
     return s.embedding, s.accuracy_final
 
 
 def evaluate_item(
-    model: HookedTransformer, mode: str, item: Item, shots: Sequence[Item], root: str | os.PathLike, steps: int,
-    n_new: int = 5, seed: int = 0, layout: cl.Layout | None = None, full_steps: int | None = None,
-) -> dict:  # fmt: skip
+    model: HookedTransformer,
+    mode: str,
+    item: Item,
+    shots: Sequence[Item],
+    root: str | os.PathLike,
+    steps: int,
+    n_new: int = 5,
+    seed: int = 0,
+    layout: cl.Layout | None = None,
+    full_steps: int | None = None,
+) -> dict:
     """One MMLU item under one mode → a result row (generated text, parsed letters, correctness)."""
     mem, conv = item_memory(model, mode, item, shots, Path(root), steps, seed, layout, full_steps)
     gen = greedy_generate(model, tokens(model, full_prompt(item.subject, item, shots)), mem, n_new)
@@ -177,10 +208,19 @@ def evaluate_item(
     strict, ref = parse_answer(text), parse_answer(text, "reference")
     gold = LETTERS[item.label]
     return {
-        "id": item.id, "mode": mode, "subject": item.subject, "generated": text, "answer": gold,
-        "pred": strict, "valid": strict is not None, "correct": strict == gold,
-        "pred_ref": ref, "valid_ref": ref is not None, "correct_ref": ref == gold, "cram_accuracy": conv,
-    }  # fmt: skip
+        "id": item.id,
+        "mode": mode,
+        "subject": item.subject,
+        "generated": text,
+        "answer": gold,
+        "pred": strict,
+        "valid": strict is not None,
+        "correct": strict == gold,
+        "pred_ref": ref,
+        "valid_ref": ref is not None,
+        "correct_ref": ref == gold,
+        "cram_accuracy": conv,
+    }
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, dict[str, float]]:

@@ -70,9 +70,12 @@ def layer_hooks(model, layers: Sequence[int] | None = None) -> tuple[list[int], 
 
 @torch.no_grad()
 def memory_activations(
-    model, embeddings: torch.Tensor, layout: Layout = Layout(), layers: Sequence[int] | None = None,
+    model,
+    embeddings: torch.Tensor,
+    layout: Layout = Layout(),
+    layers: Sequence[int] | None = None,
     batch_size: int = 64,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Residual stream at the last memory position of ``[prefix][mem]``: ``[N, n_layers, d]`` (fp32, CPU)."""
     _, names = layer_hooks(model, layers)
     prefix = layout.prefix(model)
@@ -90,9 +93,12 @@ def memory_activations(
 
 @torch.no_grad()
 def text_activations(
-    model, sequences: Sequence[Sequence[int]], where: str = "first", layers: Sequence[int] | None = None,
+    model,
+    sequences: Sequence[Sequence[int]],
+    where: str = "first",
+    layers: Sequence[int] | None = None,
     batch_size: int = 32,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Residual stream of the uncrammed texts (``sequences`` = ``[BOS?] + x``) at position 0 (``"first"``) or at
     each text's last token (``"last"``): ``[N, n_layers, d]``."""
     check(where in ("first", "last"), "text_activations: where must be 'first' or 'last'")
@@ -105,8 +111,9 @@ def text_activations(
         for b, s in enumerate(seqs):
             ids[b, : len(s)] = torch.tensor(s)
         pos = torch.tensor([0 if where == "first" else len(s) - 1 for s in seqs])
-        _, cache = model.run_with_cache(ids.to(model.cfg.device), names_filter=lambda n: n in names,
-                                        padding_side="right")  # fmt: skip
+        _, cache = model.run_with_cache(
+            ids.to(model.cfg.device), names_filter=lambda n: n in names, padding_side="right"
+        )
         out.append(torch.stack([cache[n][torch.arange(len(seqs)), pos] for n in names], dim=1).float().cpu())
     return torch.cat(out)
 
@@ -250,9 +257,19 @@ def run_probes(
                 else:
                     fn = lambda y, X=X, f=folds: binary_probe(X, y, f)  # noqa: E731
                 score, chance = with_chance(fn, labels[idx], n_shuffles, seed)
-                out.append({"condition": cond, "task": name, "kind": kind, "layer": int(layer), "score": score,
-                            "shuffled": chance, "chance": 0.5, "n_rows": len(idx),
-                            "n_groups": len(np.unique(g_all[idx]))})  # fmt: skip
+                out.append(
+                    {
+                        "condition": cond,
+                        "task": name,
+                        "kind": kind,
+                        "layer": int(layer),
+                        "score": score,
+                        "shuffled": chance,
+                        "chance": 0.5,
+                        "n_rows": len(idx),
+                        "n_groups": len(np.unique(g_all[idx])),
+                    }
+                )
     return out
 
 

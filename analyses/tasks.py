@@ -122,8 +122,14 @@ def _mmlu(r: dict, n: int) -> Item:
     ans = r["answer"]
     if isinstance(ans, str) and not ans.isdigit():
         ans = "ABCD".index(ans.strip().upper())
-    return Item(f"{r.get('subject', '')}:{r.get('row', n)}", r["question"], tuple(r["choices"]), int(ans), "mmlu",
-                r.get("subject", ""))  # fmt: skip
+    return Item(
+        f"{r.get('subject', '')}:{r.get('row', n)}",
+        r["question"],
+        tuple(r["choices"]),
+        int(ans),
+        "mmlu",
+        r.get("subject", ""),
+    )
 
 
 _PARSERS = {"hellaswag": _hellaswag, "arc_easy": _arc, "mmlu": _mmlu, "mmlu_dev": _mmlu}

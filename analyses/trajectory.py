@@ -140,8 +140,10 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mu, sd
 
 
-def summarize(table: Sequence[dict], keys: Sequence[str] = ("stages", "horizon", "pc1", "pc2", "pc12", "pca99",
-                                                             "traj_length")) -> dict:  # fmt: skip
+def summarize(
+    table: Sequence[dict],
+    keys: Sequence[str] = ("stages", "horizon", "pc1", "pc2", "pc12", "pca99", "traj_length"),
+) -> dict:
     """``{key: (mean, std)}`` over samples."""
     return {k: mean_std([r[k] for r in table]) for k in keys}
 
@@ -158,8 +160,15 @@ def pca99_vs_length(
         pre = [r for r in rows if int(r["stage_seq_len"]) <= L]
         if len(pre) >= 2:
             X = stage_matrix(pre)
-            out.append({"sample_id": sample_id, "length": int(L), "stages": len(pre), "pca99": pca(X).n_for(fraction),
-                        "traj_length": trajectory_length(X)})  # fmt: skip
+            out.append(
+                {
+                    "sample_id": sample_id,
+                    "length": int(L),
+                    "stages": len(pre),
+                    "pca99": pca(X).n_for(fraction),
+                    "traj_length": trajectory_length(X),
+                }
+            )
     return out
 
 
@@ -216,10 +225,17 @@ def pca_reconstruction(
     acc, first = evaluate_embeddings(model, recon, target["input_ids"], L, _layout(run), batch_size)
     err = [float(torch.linalg.vector_norm(recon[i].double() - e_star)) for i in range(len(ks))]
     return [
-        {"sample_id": sample_id, "k": k, "length": L, "accuracy": float(acc[i]), "first_wrong": int(first[i]),
-         "explained": float(fit.explained_ratio[:k].sum()), "rel_error": err[i] / float(e_star.norm())}
+        {
+            "sample_id": sample_id,
+            "k": k,
+            "length": L,
+            "accuracy": float(acc[i]),
+            "first_wrong": int(first[i]),
+            "explained": float(fit.explained_ratio[:k].sum()),
+            "rel_error": err[i] / float(e_star.norm()),
+        }
         for i, k in enumerate(ks)
-    ]  # fmt: skip
+    ]
 
 
 def recon_by_k(rows: Sequence[dict]) -> dict[int, list[dict]]:
@@ -279,8 +295,9 @@ def accuracy_landscape(
         pts = X[i] + (A_.reshape(-1, 1) - aL) * v1 + (B_.reshape(-1, 1) - bL) * v2
         pts = torch.cat([pts, X[i : i + 1]])  # last row: the anchor itself (sanity: accuracy 1.0)
         shape = torch.as_tensor(rows[i]["embedding"]).shape
-        acc, _ = evaluate_embeddings(model, pts.reshape(-1, *shape).float(), rows[i]["input_ids"], L, layout,
-                                     batch_size)  # fmt: skip
+        acc, _ = evaluate_embeddings(
+            model, pts.reshape(-1, *shape).float(), rows[i]["input_ids"], L, layout, batch_size
+        )
         anchor_acc[L] = float(acc[-1])
         acc = acc[:-1]
         maps[L] = acc.reshape(grid, grid)

@@ -128,10 +128,15 @@ def table(rows: list[ReconstructionRow]) -> Table:
         t.add_column(c, justify="left" if c == "method" else "right")
     for method, s in summary(rows).items():
         t.add_row(
-            method, str(s["samples"]), f"{s['tokens']:.1f}", f"{s['tf_pct']:.2f}", f"{s['greedy_pct']:.2f}",
-            f"{s['exact_pct']:.0f}", f"{s['mismatch_by_0']:.0f}/{s['mismatch_by_1']:.0f}/{s['mismatch_by_2']:.0f}",
+            method,
+            str(s["samples"]),
+            f"{s['tokens']:.1f}",
+            f"{s['tf_pct']:.2f}",
+            f"{s['greedy_pct']:.2f}",
+            f"{s['exact_pct']:.0f}",
+            f"{s['mismatch_by_0']:.0f}/{s['mismatch_by_1']:.0f}/{s['mismatch_by_2']:.0f}",
             str(s["first_mismatch_median"]),
-        )  # fmt: skip
+        )
     return t
 
 

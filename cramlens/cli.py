@@ -145,11 +145,21 @@ def recipe_from_args(a: argparse.Namespace) -> Recipe:
     base = get_recipe(a.recipe)
     betas = (base.betas[0], a.beta2) if getattr(a, "beta2", None) is not None else None
     return base.with_(
-        lr=a.lr, min_lr=a.min_lr, warmup=a.warmup, schedule=a.lr_schedule, betas=betas,
-        weight_decay=a.weight_decay, init=a.init, steps_per_stage=a.steps_per_stage,
-        steps_per_sample=a.max_steps, threshold=a.threshold, hybrid_alpha=a.hybrid_alpha,
-        align_layers=a.align_layers, leading_weight=a.leading_weight, leading_count=a.leading_count,
-    )  # fmt: skip
+        lr=a.lr,
+        min_lr=a.min_lr,
+        warmup=a.warmup,
+        schedule=a.lr_schedule,
+        betas=betas,
+        weight_decay=a.weight_decay,
+        init=a.init,
+        steps_per_stage=a.steps_per_stage,
+        steps_per_sample=a.max_steps,
+        threshold=a.threshold,
+        hybrid_alpha=a.hybrid_alpha,
+        align_layers=a.align_layers,
+        leading_weight=a.leading_weight,
+        leading_count=a.leading_count,
+    )
 
 
 def layout_from_args(a: argparse.Namespace):

@@ -54,11 +54,26 @@ from .errors import check
 from .hooks import inject
 from .layout import Layout, placeholder_id
 
-__all__ = ["Generated", "Generation", "cast_model", "dtype_name", "generate", "given_count", "regenerate",
-           "regenerate_by_dtype", "regenerate_many"]  # fmt: skip
+__all__ = [
+    "Generated",
+    "Generation",
+    "cast_model",
+    "dtype_name",
+    "generate",
+    "given_count",
+    "regenerate",
+    "regenerate_by_dtype",
+    "regenerate_many",
+]
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def _dtype(dtype: torch.dtype | str | None, model: HookedTransformer) -> torch.dtype:

@@ -24,8 +24,20 @@ from .errors import check
 from .hookset import EMPTY, HookFn, HookName, HookSet, combine
 from .interventions import Capture, CaptureAttention, Inject, Knockout
 
-__all__ = ["EMPTY", "HookFn", "HookName", "HookSet", "capture", "capture_attention_to", "combine",
-           "forward_knockout", "inject", "knockout", "per_layer_knockout", "reverse_knockout"]  # fmt: skip
+__all__ = [
+    "EMPTY",
+    "HookFn",
+    "HookName",
+    "HookSet",
+    "capture",
+    "capture_attention_to",
+    "combine",
+    "forward_knockout",
+    "inject",
+    "knockout",
+    "per_layer_knockout",
+    "reverse_knockout",
+]
 
 
 def inject(memory: torch.Tensor, positions: Sequence[int] | None = None) -> HookSet:

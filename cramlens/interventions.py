@@ -252,8 +252,12 @@ class Knockout:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], tensors: Mapping[str, torch.Tensor] | None = None) -> Knockout:
         lay = d["layers"]
-        return cls(d["direction"], tuple(lay) if isinstance(lay, list) else int(lay), d.get("mask", "text"),
-                   tuple(d.get("keys", (0,))))  # fmt: skip
+        return cls(
+            d["direction"],
+            tuple(lay) if isinstance(lay, list) else int(lay),
+            d.get("mask", "text"),
+            tuple(d.get("keys", (0,))),
+        )
 
 
 def _text_mask(keys: tuple[int, ...]) -> HookFn:

@@ -85,8 +85,9 @@ def compare(generated: Sequence[int], target: Sequence[int]) -> Generation:
     """Compare a decoded sequence with its target (no margins: nothing was generated here)."""
     gen, tgt = [int(x) for x in generated], [int(x) for x in target]
     first = next((i for i, t in enumerate(tgt) if i >= len(gen) or gen[i] != t), None)
-    return Generation(gen, tgt, 0, first is None, first, len(tgt) if first is None else first, [], [], None, None,
-                      "")  # fmt: skip
+    return Generation(
+        gen, tgt, 0, first is None, first, len(tgt) if first is None else first, [], [], None, None, ""
+    )
 
 
 def greedy_reconstruction(

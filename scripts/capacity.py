@@ -75,8 +75,18 @@ def main(argv=None) -> None:
     if a.table_only:
         samples = cap.load_capacity_samples(a.out, name)
     else:
-        samples = cap.capacity_run(model, name, parse_sources(a.sources), a.samples, a.seq_len,
-                                   cli.recipe_from_args(a), a.out, a.batch_size, a.seed, log=console.print)  # fmt: skip
+        samples = cap.capacity_run(
+            model,
+            name,
+            parse_sources(a.sources),
+            a.samples,
+            a.seq_len,
+            cli.recipe_from_args(a),
+            a.out,
+            a.batch_size,
+            a.seed,
+            log=console.print,
+        )
     summary = cap.summarise(samples)
     stab = cap.stability(summary)
     d, v = model.cfg.d_model, model.cfg.d_vocab
@@ -87,8 +97,12 @@ def main(argv=None) -> None:
     (out / "capacity_report.md").write_text(md)
     (out / "capacity_summary.json").write_text(json.dumps({"summary": summary, "stability": stab}, indent=1))
     if a.figures:
-        paths = horizon_vs_ig_figure(samples, a.figures, f"{name}: horizon vs information gain per source",
-                                     name=f"horizon_vs_ig_{name}")  # fmt: skip
+        paths = horizon_vs_ig_figure(
+            samples,
+            a.figures,
+            f"{name}: horizon vs information gain per source",
+            name=f"horizon_vs_ig_{name}",
+        )
         console.print(f"figures: {', '.join(map(str, paths))}")
 
 

@@ -106,17 +106,35 @@ def main(argv=None) -> None:
             return cli.load_model_from_args(a, name)
 
         ft = CPU_FINETUNE.with_(
-            steps=a.ft_steps, seq_len=a.ft_seq_len, batch_size=a.ft_batch_size, lr=a.ft_lr, warmup=a.ft_warmup,
-            trainable=a.ft_trainable, source=a.ft_data or a.data, skip_docs=a.ft_skip_docs, seed=a.seed,
+            steps=a.ft_steps,
+            seq_len=a.ft_seq_len,
+            batch_size=a.ft_batch_size,
+            lr=a.ft_lr,
+            warmup=a.ft_warmup,
+            trainable=a.ft_trainable,
+            source=a.ft_data or a.data,
+            skip_docs=a.ft_skip_docs,
+            seed=a.seed,
             max_val_windows=a.ft_val_windows,
-        )  # fmt: skip
+        )
         variants = parse_grid(a.grid, a.scheme, not a.no_finetune)
 
         def log(msg):
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
-        cap.depth_sweep(variants, a.data, a.samples, a.seq_len, cli.recipe_from_args(a), ft, a.out,
-                        a.batch_size, a.seed, load=load, log=log)  # fmt: skip
+        cap.depth_sweep(
+            variants,
+            a.data,
+            a.samples,
+            a.seq_len,
+            cli.recipe_from_args(a),
+            ft,
+            a.out,
+            a.batch_size,
+            a.seed,
+            load=load,
+            log=log,
+        )
     results = cap.collect_results(a.out)
     console.print(depth_table(results))
     md = depth_markdown(results)

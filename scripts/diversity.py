@@ -186,9 +186,17 @@ def figures(groups, s: dict, out: Path) -> None:
             1,
         )
         fig.add_trace(
-            go.Scatter(x=x, y=[g.sol_dist_orth for g in gs], mode="lines", showlegend=False,
-                       legendgroup=str(sid), line=dict(color=line["color"], dash="dot")), 1, 1,
-        )  # fmt: skip
+            go.Scatter(
+                x=x,
+                y=[g.sol_dist_orth for g in gs],
+                mode="lines",
+                showlegend=False,
+                legendgroup=str(sid),
+                line=dict(color=line["color"], dash="dot"),
+            ),
+            1,
+            1,
+        )
         fig.add_trace(
             go.Scatter(x=x, y=[g.dir_cos for g in gs], mode="lines+markers", showlegend=False, **kw), 1, 2
         )

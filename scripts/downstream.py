@@ -105,8 +105,16 @@ def choice_task(model, a, console) -> dict | None:
     console.log(f"{a.task}: {len(items)} items with contexts of at most {limit} tokens (file order)")
     out = Path(a.out) / a.task
     rank, world = rank_and_world()
-    crams = cram_contexts(model, items, out / "crams", batch_size=a.batch_size, max_steps=a.max_steps,
-                          layout=cl.Layout(score_from=a.score_from), log=console.log, shard=(rank, world))  # fmt: skip
+    crams = cram_contexts(
+        model,
+        items,
+        out / "crams",
+        batch_size=a.batch_size,
+        max_steps=a.max_steps,
+        layout=cl.Layout(score_from=a.score_from),
+        log=console.log,
+        shard=(rank, world),
+    )
     if rank != 0:
         return None
     summary = evaluate_choices(model, items, crams, out, joiner=a.joiner, log=console.log)
@@ -120,15 +128,29 @@ def choice_table(task: str, s: dict) -> Table:
         title=f"{task}: likelihood scoring, {s['n_items']} items, Conv {s['conv_pct']:.1f}%",
         title_justify="left",
     )
-    for c in ("variant", "Base acc (all)", "Base tok-norm (all)", "Base acc (conv.)", "Cram acc (conv.)",
-              "Cram acc (all)", "Random mem (conv.)"):  # fmt: skip
+    for c in (
+        "variant",
+        "Base acc (all)",
+        "Base tok-norm (all)",
+        "Base acc (conv.)",
+        "Cram acc (conv.)",
+        "Cram acc (all)",
+        "Random mem (conv.)",
+    ):
         t.add_column(c, justify="right" if c != "variant" else "left")
     for v in s["cram"]:
         b = s["base"].get(v)
         bc = s["base_converged"].get(v)
         rc = s.get("random_converged", {}).get(v)
-        t.add_row(v, _p(b, "acc"), _p(b, "acc_tok"), _p(bc, "acc"), _p(s["cram_converged"][v], "acc"),
-                  _p(s["cram"][v], "acc"), _p(rc, "acc"))  # fmt: skip
+        t.add_row(
+            v,
+            _p(b, "acc"),
+            _p(b, "acc_tok"),
+            _p(bc, "acc"),
+            _p(s["cram_converged"][v], "acc"),
+            _p(s["cram"][v], "acc"),
+            _p(rc, "acc"),
+        )
     t.caption = (
         f"paper SmolLM2-1.7B (512 items): Base {paper['base']}, Full Acc/Conv {paper['full']}; chance 25%\n"
         "Random mem: each crammed vector replaced by a random direction of the same norm (the content control)"
@@ -183,11 +205,21 @@ def mmlu_task(model, a, console) -> dict:
         for n, it in enumerate(items):
             if (mode, it.id) in have or (mode == "full_prefix" and it.id not in first):
                 continue
-            row = mmlu.evaluate_item(model, mode, it, pool[it.subject][:5], out / "crams", a.mmlu_steps,
-                                     layout=cl.Layout(score_from=a.score_from), full_steps=a.full_prefix_steps)  # fmt: skip
+            row = mmlu.evaluate_item(
+                model,
+                mode,
+                it,
+                pool[it.subject][:5],
+                out / "crams",
+                a.mmlu_steps,
+                layout=cl.Layout(score_from=a.score_from),
+                full_steps=a.full_prefix_steps,
+            )
             append_results(path, [row])
-            console.log(f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
-                        f"(gold {row['answer']})")  # fmt: skip
+            console.log(
+                f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
+                f"(gold {row['answer']})"
+            )
     rows = [r for r in read_results(path) if r["id"] in {it.id for it in items} and r["mode"] in modes]
     summary = {
         "n_items": len(items),
@@ -210,8 +242,15 @@ def mmlu_task(model, a, console) -> dict:
     ):
         t.add_column(c, justify="right" if c != "mode" else "left")
     for mode, s in summary["modes"].items():
-        t.add_row(mode, f"{s['acc']:.1f}", f"{s['valid']:.1f}", f"{s['acc_ref']:.1f}", f"{s['valid_ref']:.1f}",
-                  "–" if s["cram_tf"] != s["cram_tf"] else f"{s['cram_tf']:.3f}", PAPER_SMOLLM2_17B["mmlu"][mode])  # fmt: skip
+        t.add_row(
+            mode,
+            f"{s['acc']:.1f}",
+            f"{s['valid']:.1f}",
+            f"{s['acc_ref']:.1f}",
+            f"{s['valid_ref']:.1f}",
+            "–" if s["cram_tf"] != s["cram_tf"] else f"{s['cram_tf']:.3f}",
+            PAPER_SMOLLM2_17B["mmlu"][mode],
+        )
     console.print(t)
     return summary
 

@@ -132,8 +132,15 @@ def get_crams(model, a, console):
     items = load_items("hellaswag", a.data)
     limit = a.max_ctx_tokens if a.max_ctx_tokens > 0 else 10**9
     items = select_by_length(items, token_counter(model), limit, a.candidates)
-    crams = cram_contexts(model, items, Path(a.crams) / "crams", batch_size=a.batch_size, max_steps=a.max_steps,
-                          layout=cl.Layout(score_from=a.score_from), log=console.log)  # fmt: skip
+    crams = cram_contexts(
+        model,
+        items,
+        Path(a.crams) / "crams",
+        batch_size=a.batch_size,
+        max_steps=a.max_steps,
+        layout=cl.Layout(score_from=a.score_from),
+        log=console.log,
+    )
     return items, crams
 
 
@@ -154,8 +161,14 @@ def run_sweep(model, a, console) -> dict:
     L = model.cfg.n_layers
     dirs = list(ko.DIRECTIONS) if a.direction == "all" else [a.direction.replace("-", "_")]
     masks = ["text", "reference"] if a.mask == "both" else [a.mask]
-    conds = ko.conditions(L, dirs, control=not a.no_control, control_ks=_k_grid(a.control_ks, L),
-                          ks=_k_grid(a.ks, L), masks=masks)  # fmt: skip
+    conds = ko.conditions(
+        L,
+        dirs,
+        control=not a.no_control,
+        control_ks=_k_grid(a.control_ks, L),
+        ks=_k_grid(a.ks, L),
+        masks=masks,
+    )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_config(out / "config.json", a, conds)
@@ -190,9 +203,16 @@ def run_sweep(model, a, console) -> dict:
     summary_exact = ko.summarize_sweep([r for r in rows if r["id"] in exact])
     mem, seqs = _stack(keep, crams), [crams[it.id].sequence for it in keep]
     mass_all, mass_text = ko.attention_mass(model, mem, seqs), ko.attention_mass(model, mem, seqs, False)
-    result = {"summary": summary, "summary_exact": summary_exact, "n_items": len(keep), "n_exact": len(exact),
-              "n_layers": L, "model": a.model, "attention_mass_pct": (100 * mass_all.mean(1)).tolist(),
-              "attention_mass_text_queries_pct": (100 * mass_text.mean(1)).tolist()}  # fmt: skip
+    result = {
+        "summary": summary,
+        "summary_exact": summary_exact,
+        "n_items": len(keep),
+        "n_exact": len(exact),
+        "n_layers": L,
+        "model": a.model,
+        "attention_mass_pct": (100 * mass_all.mean(1)).tolist(),
+        "attention_mass_text_queries_pct": (100 * mass_text.mean(1)).tolist(),
+    }
     write_summary(out / "summary.json", result)
     figs = Path(a.figures)
     ks = sorted({0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, L - 1, L} & set(range(L + 1)))
@@ -290,9 +310,17 @@ def run_sink(model, a, console) -> dict:
     from analyses.plots import eval_figures as ef
 
     texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
-    run = cl.cram(model, texts, recipe="downstream", max_steps=a.sink_steps, batch_size=len(texts),
-                  layout=cl.Layout(score_from=a.score_from), out=Path(a.out) / f"sink_crams_{a.model}",
-                  resume=True, check_greedy=False)  # fmt: skip
+    run = cl.cram(
+        model,
+        texts,
+        recipe="downstream",
+        max_steps=a.sink_steps,
+        batch_size=len(texts),
+        layout=cl.Layout(score_from=a.score_from),
+        out=Path(a.out) / f"sink_crams_{a.model}",
+        resume=True,
+        check_greedy=False,
+    )
     ok = converged if a.sink_converged_only else (lambda s: True)
     samples = [s for s in run.samples if ok(s)]
     if a.sink_hellaswag:
@@ -315,8 +343,14 @@ def run_sink(model, a, console) -> dict:
         prof["control"].append(ko.sink_profile(model, seq, ctrl, s_max))
     profiles = {k: torch.stack(v) for k, v in prof.items()}
     table = ko.sink_table(profiles, "orig")
-    res = {"model": a.model, "n": len(samples), "s_max": s_max, "table": table, "tf": tf,
-           "profiles": {k: v.mean(0).tolist() for k, v in profiles.items()}}  # fmt: skip
+    res = {
+        "model": a.model,
+        "n": len(samples),
+        "s_max": s_max,
+        "table": table,
+        "tf": tf,
+        "profiles": {k: v.mean(0).tolist() for k, v in profiles.items()},
+    }
     out = Path(a.out) / f"sink_{a.model}.json"
     out.write_text(json.dumps(res, indent=1))
     md = ef.sink_markdown({a.model: res}, PAPER_SINK)

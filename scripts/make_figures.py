@@ -31,16 +31,34 @@ from cramlens import cli  # noqa: E402
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="figures", help="where the HTML, PNG and README.md go")
-    p.add_argument("--results", default="results",
-                   help="the committed per-experiment summaries every figure is drawn from (analyses/results_export.py)")  # fmt: skip
-    p.add_argument("--runs", default=None,
-                   help="also draw from run directories under this root, looked in before --results (default: none)")  # fmt: skip
-    p.add_argument("--refresh-from", default=None, metavar="ROOT",
-                   help="first refresh --results from the published runs under ROOT (runs/, figures/<analysis>/)")  # fmt: skip
-    p.add_argument("--progressive", default=None,
-                   help="progressive run directory to draw (default: prog6, else demo, under --runs then --results)")  # fmt: skip
-    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                   help="only these figures (see --list); README.md is then left as it is")  # fmt: skip
+    p.add_argument(
+        "--results",
+        default="results",
+        help="the committed per-experiment summaries every figure is drawn from (analyses/results_export.py)",
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="also draw from run directories under this root, looked in before --results (default: none)",
+    )
+    p.add_argument(
+        "--refresh-from",
+        default=None,
+        metavar="ROOT",
+        help="first refresh --results from the published runs under ROOT (runs/, figures/<analysis>/)",
+    )
+    p.add_argument(
+        "--progressive",
+        default=None,
+        help="progressive run directory to draw (default: prog6, else demo, under --runs then --results)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="only these figures (see --list); README.md is then left as it is",
+    )
     p.add_argument("--no-png", action="store_true", help="HTML only (no browser needed)")
     p.add_argument("--png-scale", type=float, default=1.5, help="PNG pixel scale")
     p.add_argument("--list", action="store_true", help="print the registry and exit")
@@ -106,8 +124,10 @@ def readme(made: list, skipped: list, src: Sources, argv: list[str]) -> str:
     for spec, b, files in made:
         links = " · ".join(f"[{f.suffix[1:]}]({f.name})" for f in files)
         inputs = ", ".join(f"`{i}`" for i in b.inputs if i)
-        lines.append(f"| **{b.name}** {links} | {spec.shows} | {spec.paper} | {inputs} | "
-                     f"`{src.fmt(COMMANDS[spec.command])}` |")  # fmt: skip
+        lines.append(
+            f"| **{b.name}** {links} | {spec.shows} | {spec.paper} | {inputs} | "
+            f"`{src.fmt(COMMANDS[spec.command])}` |"
+        )
     runs = src.loaded_runs()
     if runs:
         lines += ["", "## Run directories drawn from", ""] + [
@@ -122,8 +142,10 @@ def readme(made: list, skipped: list, src: Sources, argv: list[str]) -> str:
 
 def list_registry(src: Sources) -> None:
     for s in REGISTRY:
-        print(f"{s.name:22s} {s.shows}\n{'':22s} inputs: {src.fmt(s.inputs)}\n{'':22s} made by: "
-              f"{src.fmt(COMMANDS[s.command])}")  # fmt: skip
+        print(
+            f"{s.name:22s} {s.shows}\n{'':22s} inputs: {src.fmt(s.inputs)}\n{'':22s} made by: "
+            f"{src.fmt(COMMANDS[s.command])}"
+        )
 
 
 def main(argv=None) -> None:
@@ -154,8 +176,10 @@ def main(argv=None) -> None:
 
     n_png = sum(len(f) - 1 for _, _, f in made)
     if a.only:  # a partial run must not replace the index of the full set
-        print(f"{len(made)} figures in {out}/ ({n_png} PNG), {len(skipped)} skipped; {out}/README.md left as it was "
-              "(--only)")  # fmt: skip
+        print(
+            f"{len(made)} figures in {out}/ ({n_png} PNG), {len(skipped)} skipped; {out}/README.md left as it was "
+            "(--only)"
+        )
         return
     atomic_write_text(out / "README.md", readme(made, skipped, src, argv))
     print(f"{len(made)} figures in {out}/ ({n_png} PNG), {len(skipped)} skipped; index: {out}/README.md")

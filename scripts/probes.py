@@ -87,8 +87,17 @@ def main(argv=None) -> None:
         run = load_run(out, model)
     else:
         fn = progressive_cram if a.mode == "progressive" else cram
-        run = fn(model, texts, recipe=rc, layout=layout, batch_size=a.batch_size, seed=a.seed, out=out,
-                 resume=out.exists(), check_greedy=False)  # fmt: skip
+        run = fn(
+            model,
+            texts,
+            recipe=rc,
+            layout=layout,
+            batch_size=a.batch_size,
+            seed=a.seed,
+            out=out,
+            resume=out.exists(),
+            check_greedy=False,
+        )
     ok = [s for s in run.samples if s.horizon == len(s.sequence)]
     console.print(
         f"{a.mode} cramming of {len(run.samples)} texts of {a.seq_len} tokens: {len(ok)} reconstructed exactly "
@@ -104,8 +113,11 @@ def main(argv=None) -> None:
     if a.rows == "final":  # one row per text that was reconstructed in full
         items = [(s.sample_id, s.embedding, s.sequence) for s in ok]
     else:  # every converged stage: e^(L) reconstructs the prefix seq[:L]
-        items = [(int(r["sample_id"]), r["embedding"], list(r["input_ids"][: r["stage_seq_len"]]))
-                 for r in run.rows if r.get("converged") and r["stage_seq_len"] > bos]  # fmt: skip
+        items = [
+            (int(r["sample_id"]), r["embedding"], list(r["input_ids"][: r["stage_seq_len"]]))
+            for r in run.rows
+            if r.get("converged") and r["stage_seq_len"] > bos
+        ]
     groups = [g for g, _, _ in items]
     if len(set(groups)) < 2 * a.folds:
         raise cli.CramlensError(f"only {len(set(groups))} texts to probe; cram more or shorter texts")
@@ -129,10 +141,22 @@ def main(argv=None) -> None:
     fig_dir = Path(a.figures)
     fig_dir.mkdir(parents=True, exist_ok=True)
     norms = {c: acts[c][:, 0].norm(dim=-1).mean().item() for c in acts}
-    meta = {"rows_mode": a.rows, "n_rows": len(items), "n_texts": len(set(groups)), "n_full": len(ok),
-            "n_crammed": len(run.samples), "seq_len": a.seq_len, "layers": layers, "names": names,
-            "word_prevalence": {names[f"has:{w}"]: p for w, p in prev.items()}, "layer0_norm": norms,
-            "model": a.model, "data": a.data, "recipe": rc.to_dict(), "mode": a.mode}  # fmt: skip
+    meta = {
+        "rows_mode": a.rows,
+        "n_rows": len(items),
+        "n_texts": len(set(groups)),
+        "n_full": len(ok),
+        "n_crammed": len(run.samples),
+        "seq_len": a.seq_len,
+        "layers": layers,
+        "names": names,
+        "word_prevalence": {names[f"has:{w}"]: p for w, p in prev.items()},
+        "layer0_norm": norms,
+        "model": a.model,
+        "data": a.data,
+        "recipe": rc.to_dict(),
+        "mode": a.mode,
+    }
     (fig_dir / "probes.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     title = f"{a.model}: linear probes at the memory position ({len(items)} embeddings of {len(set(groups))} texts)"
     figure(rows, names, fig_dir / "probes", title)
@@ -144,8 +168,10 @@ def report(console: Console, rows: list[dict], names: dict, layers: list[int]) -
 
     best = best_by(rows)
     conds = list(dict.fromkeys(r["condition"] for r in rows))
-    t = Table(title="Held-out probe scores at the best layer (Lk) / best shuffled-label score over layers; chance 0.5",
-              title_justify="left")  # fmt: skip
+    t = Table(
+        title="Held-out probe scores at the best layer (Lk) / best shuffled-label score over layers; chance 0.5",
+        title_justify="left",
+    )
     t.add_column("task")
     for c in conds:
         t.add_column(c, justify="right")
@@ -173,17 +199,40 @@ def figure(rows: list[dict], names: dict, stem: Path, title: str) -> None:
         r, c = i // cols + 1, i % cols + 1
         for cond in conds:
             rs = [x for x in rows if x["task"] == task and x["condition"] == cond]
-            fig.add_trace(go.Scatter(x=[x["layer"] for x in rs], y=[x["score"] for x in rs], mode="lines",
-                                     name=cond, line=dict(color=colors[cond]), legendgroup=cond,
-                                     showlegend=i == 0), r, c)  # fmt: skip
-            fig.add_trace(go.Scatter(x=[x["layer"] for x in rs], y=[x["shuffled"] for x in rs], mode="lines",
-                                     line=dict(color=colors[cond], dash="dot", width=1), showlegend=False,
-                                     legendgroup=cond, hoverinfo="skip"), r, c)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=[x["layer"] for x in rs],
+                    y=[x["score"] for x in rs],
+                    mode="lines",
+                    name=cond,
+                    line=dict(color=colors[cond]),
+                    legendgroup=cond,
+                    showlegend=i == 0,
+                ),
+                r,
+                c,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[x["layer"] for x in rs],
+                    y=[x["shuffled"] for x in rs],
+                    mode="lines",
+                    line=dict(color=colors[cond], dash="dot", width=1),
+                    showlegend=False,
+                    legendgroup=cond,
+                    hoverinfo="skip",
+                ),
+                r,
+                c,
+            )
         fig.add_hline(y=0.5, line_dash="dash", line_color="black", row=r, col=c)
     fig.update_yaxes(range=[0.3, 1.02])
     fig.update_xaxes(title_text="layer")
-    fig.update_layout(title=title + " — solid: held-out score, dotted: shuffled labels", height=300 * ((len(tasks) + 2) // 3),
-                      width=1300)  # fmt: skip
+    fig.update_layout(
+        title=title + " — solid: held-out score, dotted: shuffled labels",
+        height=300 * ((len(tasks) + 2) // 3),
+        width=1300,
+    )
     save(fig, stem)
 
 

@@ -104,12 +104,21 @@ def main(argv=None) -> None:
         for sid in a.landscape_samples or tj.sample_ids(run)[:1]:
             land = tj.accuracy_landscape(model, run, sid, a.landscape_lengths, a.grid, batch_size=a.batch)
             lands[sid] = land
-            console.print(f"sample {sid}: PC1+PC2 {land['pc12']:.1%}; basin (TF > 0.9) by length: "
-                          + ", ".join(f"L={L}: {b:.1%}" for L, b in land["basin"].items()))  # fmt: skip
-        result["landscape"] = {sid: {"basin": v["basin"], "anchors": v["anchors"], "pc12": v["pc12"],
-                                     "a": v["a"].tolist(), "b": v["b"].tolist(),
-                                     "maps": {L: m.tolist() for L, m in v["maps"].items()}}
-                               for sid, v in lands.items()}  # fmt: skip
+            console.print(
+                f"sample {sid}: PC1+PC2 {land['pc12']:.1%}; basin (TF > 0.9) by length: "
+                + ", ".join(f"L={L}: {b:.1%}" for L, b in land["basin"].items())
+            )
+        result["landscape"] = {
+            sid: {
+                "basin": v["basin"],
+                "anchors": v["anchors"],
+                "pc12": v["pc12"],
+                "a": v["a"].tolist(),
+                "b": v["b"].tolist(),
+                "maps": {L: m.tolist() for L, m in v["maps"].items()},
+            }
+            for sid, v in lands.items()
+        }
     (out / "trajectory.json").write_text(json.dumps(result, indent=1, default=float))
     from analyses.plots import trajectory_figures as tf
 
@@ -136,11 +145,27 @@ def geometry_table(table: list[dict], s: dict, run) -> Table:
     for c in ("sample", "stages", "horizon", "PC1", "PC2", "PC1+PC2", "PCA99", "traj. length"):
         t.add_column(c, justify="right")
     for r in table:
-        t.add_row(str(r["sample_id"]), str(r["stages"]), str(r["horizon"]), f"{r['pc1']:.1%}", f"{r['pc2']:.1%}",
-                  f"{r['pc12']:.1%}", str(r["pca99"]), f"{r['traj_length']:.1f}")  # fmt: skip
-    t.add_row("mean ± std", _ms(s["stages"]), _ms(s["horizon"]), _ms(tuple(100 * x for x in s["pc1"])) + "%",
-              _ms(tuple(100 * x for x in s["pc2"])) + "%", _ms(tuple(100 * x for x in s["pc12"])) + "%",
-              _ms(s["pca99"]), _ms(s["traj_length"]), style="bold")  # fmt: skip
+        t.add_row(
+            str(r["sample_id"]),
+            str(r["stages"]),
+            str(r["horizon"]),
+            f"{r['pc1']:.1%}",
+            f"{r['pc2']:.1%}",
+            f"{r['pc12']:.1%}",
+            str(r["pca99"]),
+            f"{r['traj_length']:.1f}",
+        )
+    t.add_row(
+        "mean ± std",
+        _ms(s["stages"]),
+        _ms(s["horizon"]),
+        _ms(tuple(100 * x for x in s["pc1"])) + "%",
+        _ms(tuple(100 * x for x in s["pc2"])) + "%",
+        _ms(tuple(100 * x for x in s["pc12"])) + "%",
+        _ms(s["pca99"]),
+        _ms(s["traj_length"]),
+        style="bold",
+    )
     for row in PAPER_TRAJ:
         t.add_row(row[0], row[1], "", "", "", row[4], row[5], row[6], style="dim")
     return t
@@ -150,12 +175,24 @@ def surprisal_table(c: dict) -> Table:
     t = Table(
         title="Surprisal of the new token vs marginal steps to absorb it (Spearman)", title_justify="left"
     )
-    for col in ("model", "N pairs", "pooled ρ [95% cluster CI]", "partial ρ | position", "% samples ρ>0",
-                "per-sample ρ"):  # fmt: skip
+    for col in (
+        "model",
+        "N pairs",
+        "pooled ρ [95% cluster CI]",
+        "partial ρ | position",
+        "% samples ρ>0",
+        "per-sample ρ",
+    ):
         t.add_column(col, justify="right")
-    t.add_row("ours", str(c["N"]), f"{c['rho']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]",
-              f"{c['partial_rho']:.2f}", f"{c['pct_positive']:.0f}% of {len(c['per_sample'])}",
-              f"{c['per_sample_mean']:.2f} ± {c['per_sample_std']:.2f}", style="bold")  # fmt: skip
+    t.add_row(
+        "ours",
+        str(c["N"]),
+        f"{c['rho']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]",
+        f"{c['partial_rho']:.2f}",
+        f"{c['pct_positive']:.0f}% of {len(c['per_sample'])}",
+        f"{c['per_sample_mean']:.2f} ± {c['per_sample_std']:.2f}",
+        style="bold",
+    )
     for row in PAPER_SURPRISAL:
         t.add_row(row[0] + " (paper)", row[1], row[2], row[3], row[4], "–", style="dim")
     t.caption = f"position vs steps ρ = {c['rho_position_steps']:.2f}"
@@ -174,9 +211,14 @@ def recon_table(recon: list[dict]) -> Table:
     for k, rs in tj.recon_by_k(recon).items():
         at0 = sum(r["first_wrong"] == 0 for r in rs if r["accuracy"] < 1.0)
         wrong = sum(r["accuracy"] < 1.0 for r in rs)
-        t.add_row(str(k), str(len(rs)), f"{sum(r['accuracy'] for r in rs) / len(rs):.3f}",
-                  f"{min(r['accuracy'] for r in rs):.3f}", f"{sum(r['explained'] for r in rs) / len(rs):.3f}",
-                  f"{at0}/{wrong}")  # fmt: skip
+        t.add_row(
+            str(k),
+            str(len(rs)),
+            f"{sum(r['accuracy'] for r in rs) / len(rs):.3f}",
+            f"{min(r['accuracy'] for r in rs):.3f}",
+            f"{sum(r['explained'] for r in rs) / len(rs):.3f}",
+            f"{at0}/{wrong}",
+        )
     return t
 
 

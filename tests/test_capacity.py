@@ -67,8 +67,15 @@ def _hand_bits(model, seq: list[int], memory: torch.Tensor, L: int) -> tuple[flo
 def test_h_lm_and_information_gain_equal_hand_sums(name, request):
     model = request.getfixturevalue(name)
     texts = [[1000 + 7 * i + j for j in range(5)] for i in range(2)]
-    run = progressive_cram(model, texts, recipe="fast", steps_per_stage=80, steps_per_sample=240, batch_size=2,
-                           check_greedy=False)  # fmt: skip
+    run = progressive_cram(
+        model,
+        texts,
+        recipe="fast",
+        steps_per_stage=80,
+        steps_per_sample=240,
+        batch_size=2,
+        check_greedy=False,
+    )
     caps = sample_capacity(run, model.cfg.d_model, "synthetic")
     checked = 0
     for s, c in zip(run.samples, caps, strict=True):
@@ -99,14 +106,28 @@ def test_h_lm_and_information_gain_equal_hand_sums(name, request):
 def test_budget_bound_horizon_is_a_lower_bound(tiny_llama):
     texts = [[1000 + 7 * i + j for j in range(6)] for i in range(2)]
     # the sample budget runs out long before any stage budget: every horizon is only a lower bound
-    run = progressive_cram(tiny_llama, texts, recipe="fast", steps_per_stage=500, steps_per_sample=2,
-                           batch_size=2, check_greedy=False)  # fmt: skip
+    run = progressive_cram(
+        tiny_llama,
+        texts,
+        recipe="fast",
+        steps_per_stage=500,
+        steps_per_sample=2,
+        batch_size=2,
+        check_greedy=False,
+    )
     caps = sample_capacity(run, tiny_llama.cfg.d_model)
     assert all(c.horizon < c.seq_len and c.budget_bound and c.capped for c in caps)
     assert summarise(caps)[0]["capped"] == 2
     # one step per stage, a large sample budget: the stage budget ends each sample, a real horizon
-    run = progressive_cram(tiny_llama, texts, recipe="fast", steps_per_stage=1, steps_per_sample=1000,
-                           batch_size=2, check_greedy=False)  # fmt: skip
+    run = progressive_cram(
+        tiny_llama,
+        texts,
+        recipe="fast",
+        steps_per_stage=1,
+        steps_per_sample=1000,
+        batch_size=2,
+        check_greedy=False,
+    )
     caps = sample_capacity(run, tiny_llama.cfg.d_model)
     assert any(c.horizon < c.seq_len for c in caps), (
         "every text hit the cap: the stage-budget case did not run"
@@ -157,15 +178,50 @@ def test_capacity_script_smoke(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import capacity as script
 
-    args = ["--model", "tiny-gpt2", "--sources", "builtin=2", "random-words", "--samples", "1", "--seq-len", "4",
-            "--steps-per-stage", "5", "--max-steps", "10", "--out", str(tmp_path), "--figures", ""]  # fmt: skip
+    args = [
+        "--model",
+        "tiny-gpt2",
+        "--sources",
+        "builtin=2",
+        "random-words",
+        "--samples",
+        "1",
+        "--seq-len",
+        "4",
+        "--steps-per-stage",
+        "5",
+        "--max-steps",
+        "10",
+        "--out",
+        str(tmp_path),
+        "--figures",
+        "",
+    ]
     script.main(args)
     md = (tmp_path / "tiny-gpt2" / "capacity_report.md").read_text()
     assert "random-words" in md and "Kuratov" in md and "3862" in md
     script.main(args + ["--table-only"])
     # a source run on its own later (e.g. in a parallel process) joins the table instead of replacing it
-    script.main(["--model", "tiny-gpt2", "--sources", "generated", "--samples", "1", "--seq-len", "6", "--steps-per-stage",
-                 "5", "--max-steps", "10", "--out", str(tmp_path), "--figures", ""])  # fmt: skip
+    script.main(
+        [
+            "--model",
+            "tiny-gpt2",
+            "--sources",
+            "generated",
+            "--samples",
+            "1",
+            "--seq-len",
+            "6",
+            "--steps-per-stage",
+            "5",
+            "--max-steps",
+            "10",
+            "--out",
+            str(tmp_path),
+            "--figures",
+            "",
+        ]
+    )
     md = (tmp_path / "tiny-gpt2" / "capacity_report.md").read_text()
     assert all(f"| {src} |" in md for src in ("builtin", "random-words", "generated")), md
 
@@ -194,12 +250,22 @@ def test_depth_figure_marks_lower_bounds_and_unfinetuned_models():
     from analyses.plots.capacity_report import depth_figure
 
     def res(model, variant, n, horizons, capped, ft):
-        return {"model": model, "variant": variant, "n": n, "base_layers": 30 if model == "a" else 18,
-                "finetuned": ft, "horizons": horizons, "capped": capped,
-                "horizon_mean": sum(horizons) / len(horizons)}  # fmt: skip
+        return {
+            "model": model,
+            "variant": variant,
+            "n": n,
+            "base_layers": 30 if model == "a" else 18,
+            "finetuned": ft,
+            "horizons": horizons,
+            "capped": capped,
+            "horizon_mean": sum(horizons) / len(horizons),
+        }
 
-    results = [res("a", "full", None, [20, 30], 2, False), res("a", "first1", 1, [4, 6], 0, True),
-               res("b", "first2", 2, [8, 12, 10], 1, False)]  # fmt: skip
+    results = [
+        res("a", "full", None, [20, 30], 2, False),
+        res("a", "first1", 1, [4, 6], 0, True),
+        res("b", "first2", 2, [8, 12, 10], 1, False),
+    ]
     fig, data = depth_figure(results)
     ours = fig.data[0]
     assert list(ours.x) == ["first1", "first2", "full"]

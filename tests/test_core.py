@@ -23,9 +23,14 @@ def tiny(kind: str, bos: bool) -> HookedTransformer:
     )
     if kind == "llama":
         cfg = HookedTransformerConfig(
-            **common, n_key_value_heads=2, d_mlp=64, act_fn="silu", normalization_type="RMS",
-            positional_embedding_type="rotary", gated_mlp=True,
-        )  # fmt: skip
+            **common,
+            n_key_value_heads=2,
+            d_mlp=64,
+            act_fn="silu",
+            normalization_type="RMS",
+            positional_embedding_type="rotary",
+            gated_mlp=True,
+        )
     else:
         cfg = HookedTransformerConfig(**common, d_mlp=64, act_fn="gelu_new", normalization_type="LN")
     model = HookedTransformer(cfg)
@@ -318,8 +323,16 @@ def test_resume_after_interrupt_mid_stage_equals_uninterrupted(llama, tmp_path):
     import datasets
 
     table = datasets.load_from_disk(str(tmp_path / "run" / "table"))
-    for field in ("sample_id", "stage_index", "stage_seq_len", "text", "embedding", "final_convergence",
-                  "steps_taken", "information_gain_bits"):  # fmt: skip
+    for field in (
+        "sample_id",
+        "stage_index",
+        "stage_seq_len",
+        "text",
+        "embedding",
+        "final_convergence",
+        "steps_taken",
+        "information_gain_bits",
+    ):
         assert field in table.column_names
     assert (tmp_path / "run" / "report.md").read_text().startswith("# cramlens progressive")
 

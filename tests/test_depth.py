@@ -26,12 +26,31 @@ def local_global() -> HookedTransformer:
     """4-block rotary model with alternating sliding-window / global attention and a per-type rotary base
     (the per-layer structure of Gemma 3), window 4 so that windows matter on short inputs."""
     cfg = HookedTransformerConfig(
-        d_model=32, d_head=8, n_heads=4, n_key_value_heads=2, n_layers=4, n_ctx=64, d_vocab=97, d_mlp=64,
-        act_fn="silu", gated_mlp=True, normalization_type="RMSPre", final_rms=True,
-        positional_embedding_type="rotary", rotary_dim=8, rotary_base=1_000_000, rotary_base_local=10_000,
-        attn_types=["local", "local", "global", "local"], window_size=4, use_local_attn=True,
-        device="cpu", dtype=torch.float32, init_weights=True, seed=None, default_prepend_bos=False,
-    )  # fmt: skip
+        d_model=32,
+        d_head=8,
+        n_heads=4,
+        n_key_value_heads=2,
+        n_layers=4,
+        n_ctx=64,
+        d_vocab=97,
+        d_mlp=64,
+        act_fn="silu",
+        gated_mlp=True,
+        normalization_type="RMSPre",
+        final_rms=True,
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        rotary_base=1_000_000,
+        rotary_base_local=10_000,
+        attn_types=["local", "local", "global", "local"],
+        window_size=4,
+        use_local_attn=True,
+        device="cpu",
+        dtype=torch.float32,
+        init_weights=True,
+        seed=None,
+        default_prepend_bos=False,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         m = HookedTransformer(cfg, move_to_device=False)
@@ -44,8 +63,11 @@ def test_kept_layers_and_names():
     assert kept_layers(30, 2, "first_last") == [0, 1, 28, 29]
     assert kept_layers(5, None) == [0, 1, 2, 3, 4]
     assert [variant_name(None), variant_name(4), variant_name(2, "last"), variant_name(4, "first_last")] == [
-        "full", "first4", "last2", "first4+last4",
-    ]  # fmt: skip
+        "full",
+        "first4",
+        "last2",
+        "first4+last4",
+    ]
     with pytest.raises(CramlensError, match="keeps 6 blocks"):
         kept_layers(5, 3, "first_last")
     with pytest.raises(CramlensError, match="scheme"):
@@ -204,9 +226,30 @@ def test_depth_script_smoke(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import depth as script
 
-    args = ["--grid", "tiny-llama=1,full", "--samples", "2", "--seq-len", "4", "--data", "builtin",
-            "--ft-steps", "3", "--ft-seq-len", "8", "--ft-skip-docs", "0", "--steps-per-stage", "3",
-            "--max-steps", "6", "--out", str(tmp_path), "--figures", ""]  # fmt: skip
+    args = [
+        "--grid",
+        "tiny-llama=1,full",
+        "--samples",
+        "2",
+        "--seq-len",
+        "4",
+        "--data",
+        "builtin",
+        "--ft-steps",
+        "3",
+        "--ft-seq-len",
+        "8",
+        "--ft-skip-docs",
+        "0",
+        "--steps-per-stage",
+        "3",
+        "--max-steps",
+        "6",
+        "--out",
+        str(tmp_path),
+        "--figures",
+        "",
+    ]
     script.main(args)
     assert (tmp_path / "tiny-llama" / "first1" / "result.json").exists()
     assert "first1" in (tmp_path / "depth_report.md").read_text()

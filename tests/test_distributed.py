@@ -15,8 +15,27 @@ import cramlens as cl
 from cramlens.distributed import shard_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--model", "tiny-llama", "--data", "builtin", "--samples", "6", "--seq-len", "4", "--recipe", "fast",
-        "--steps-per-stage", "60", "--max-steps", "240", "--no-progress", "--threads", "1", "--seed", "3"]  # fmt: skip
+ARGS = [
+    "--model",
+    "tiny-llama",
+    "--data",
+    "builtin",
+    "--samples",
+    "6",
+    "--seq-len",
+    "4",
+    "--recipe",
+    "fast",
+    "--steps-per-stage",
+    "60",
+    "--max-steps",
+    "240",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--seed",
+    "3",
+]
 
 
 def test_shards_are_contiguous_and_cover_everything():

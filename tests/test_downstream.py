@@ -90,12 +90,28 @@ def test_arc_mixed_labels():
 def test_local_jsonl_layouts(tmp_path):
     p = tmp_path / "arc.jsonl"
     rows = [
-        {"id": "q1", "question": "Q?", "choices": [{"label": "1", "text": "x"}, {"label": "2", "text": "y"},
-                                                  {"label": "3", "text": "z"}], "answerKey": "2"},
-        {"id": "q2", "question": {"stem": "S?", "choices": [{"label": "A", "text": "u"}, {"label": "B", "text": "v"}]},
-         "answerKey": "B"},
-        {"id": "q3", "question": "H?", "choices": {"label": ["A", "B"], "text": ["m", "n"]}, "answerKey": "A"},
-    ]  # fmt: skip
+        {
+            "id": "q1",
+            "question": "Q?",
+            "choices": [
+                {"label": "1", "text": "x"},
+                {"label": "2", "text": "y"},
+                {"label": "3", "text": "z"},
+            ],
+            "answerKey": "2",
+        },
+        {
+            "id": "q2",
+            "question": {"stem": "S?", "choices": [{"label": "A", "text": "u"}, {"label": "B", "text": "v"}]},
+            "answerKey": "B",
+        },
+        {
+            "id": "q3",
+            "question": "H?",
+            "choices": {"label": ["A", "B"], "text": ["m", "n"]},
+            "answerKey": "A",
+        },
+    ]
     p.write_text("\n".join(json.dumps(r) for r in rows))
     items = tasks.load_items("arc_easy", p)
     assert [(it.context, it.choices, it.label) for it in items] == [
@@ -193,10 +209,16 @@ def test_accuracy_metrics_on_synthetic_numbers():
     assert token_normalized_accuracy(predict(nll), labels, ntok) == pytest.approx(100 * 10 / 60)
     assert accuracy(predict(nll), labels, [True, False, False]) == 100.0
     rows = [
-        {"id": str(i), "label": labels[i], "n_tokens": ntok[i], "converged": i < 2,
-         "base": {"context_ending": nll[i]}, "cram": {"context_ending": nll[2 - i]}}
+        {
+            "id": str(i),
+            "label": labels[i],
+            "n_tokens": ntok[i],
+            "converged": i < 2,
+            "base": {"context_ending": nll[i]},
+            "cram": {"context_ending": nll[2 - i]},
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
     s = summarize_rows(rows)
     assert s["conv_pct"] == pytest.approx(200 / 3)
     assert s["base"]["context_ending"]["acc"] == pytest.approx(100 / 3)
@@ -244,8 +266,12 @@ def test_random_memory_control_is_norm_matched_deterministic_and_backfilled(tiny
     crams = cram_contexts(tiny_llama, items, tmp_path / "crams", max_steps=2, batch_size=2, log=None)
     s = evaluate_choices(tiny_llama, items, crams, tmp_path, log=None)
     rows = read_results(tmp_path / "results.jsonl")
-    want = score_items(tiny_llama, items, norm_matched_random(torch.stack([crams[i.id].embedding for i in items]),
-                       items), ("context_ending", "ending_only"))  # fmt: skip
+    want = score_items(
+        tiny_llama,
+        items,
+        norm_matched_random(torch.stack([crams[i.id].embedding for i in items]), items),
+        ("context_ending", "ending_only"),
+    )
     for i, r in enumerate(rows):
         assert r["random"]["ending_only"] == pytest.approx(want.nll["ending_only"][i], abs=1e-5)
     assert s["random_converged"]["context_ending"]["n"] == s["cram_converged"]["context_ending"]["n"]
@@ -268,7 +294,16 @@ def test_paired_flips_counts_and_exact_mcnemar():
     assert paired_flips([0, 1, 2, 0], [0, 0, 2, 1], [0, 1, 1, 1]) == {"a_only": 1, "b_only": 1, "p": 1.0}
     five = paired_flips([1] * 6, [0] * 6, [0] * 6, [True] * 5 + [False])
     assert (five["a_only"], five["b_only"]) == (0, 5) and five["p"] == pytest.approx(2 / 32)
-    rows = [{"id": str(i), "label": 0, "n_tokens": 3, "converged": True, "base": {"ending_only": [1.0, 0.0]},
-             "cram": {"ending_only": [0.0, 1.0]}} for i in range(4)]  # fmt: skip
+    rows = [
+        {
+            "id": str(i),
+            "label": 0,
+            "n_tokens": 3,
+            "converged": True,
+            "base": {"ending_only": [1.0, 0.0]},
+            "cram": {"ending_only": [0.0, 1.0]},
+        }
+        for i in range(4)
+    ]
     flips = summarize_rows(rows)["paired_converged"]["base_vs_cram"]["ending_only"]
     assert flips == {"a_only": 0, "b_only": 4, "p": pytest.approx(2 / 16)}

@@ -41,14 +41,28 @@ def stage_rows(sid: int, seq: list[int], horizon: int, steps: list[int], fail: b
         L = k + 1
         ok = L <= horizon
         cum += steps[k]
-        rows.append({
-            "sample_id": sid, "text_id": f"t{sid}", "text": f"text {sid}", "stage_index": k, "stage_seq_len": L,
-            "input_ids": seq, "embedding": torch.rand(1, D, generator=g) * (k + 1), "converged": ok,
-            "final_convergence": 1.0 if ok else (L - 1) / L, "steps_taken": cum, "steps_spent": cum,
-            "marginal_steps": steps[k], "new_token_surprisal_bits": float("nan") if L == 1 else 1.5 * L,
-            "h_lm_bits": 2.0 * (L - 1), "h_comp_bits": 0.5 * (L - 1), "information_gain_bits": 1.5 * (L - 1),
-            "final": not ok, "reason": "" if ok else "stage budget exhausted",
-        })  # fmt: skip
+        rows.append(
+            {
+                "sample_id": sid,
+                "text_id": f"t{sid}",
+                "text": f"text {sid}",
+                "stage_index": k,
+                "stage_seq_len": L,
+                "input_ids": seq,
+                "embedding": torch.rand(1, D, generator=g) * (k + 1),
+                "converged": ok,
+                "final_convergence": 1.0 if ok else (L - 1) / L,
+                "steps_taken": cum,
+                "steps_spent": cum,
+                "marginal_steps": steps[k],
+                "new_token_surprisal_bits": float("nan") if L == 1 else 1.5 * L,
+                "h_lm_bits": 2.0 * (L - 1),
+                "h_comp_bits": 0.5 * (L - 1),
+                "information_gain_bits": 1.5 * (L - 1),
+                "final": not ok,
+                "reason": "" if ok else "stage budget exhausted",
+            }
+        )
     return rows
 
 
@@ -168,15 +182,47 @@ def test_horizon_one_has_zero_information_gain():
 
 # ----------------------------------------------------------------------------------------------- tables
 BRITTLE = [
-    {"method": "full @0.99", "sample_id": 0, "tokens": 64, "tf_accuracy": 0.99, "greedy_match": 0.1,
-     "greedy_exact": False, "first_mismatch": 0, "tf_first_mismatch": 0},
-    {"method": "full @0.99", "sample_id": 1, "tokens": 64, "tf_accuracy": 0.98, "greedy_match": 0.3,
-     "greedy_exact": False, "first_mismatch": 1, "tf_first_mismatch": 5},
-    {"method": "progressive", "sample_id": 0, "tokens": 7, "tf_accuracy": 1.0, "greedy_match": 1.0,
-     "greedy_exact": True, "first_mismatch": None, "tf_first_mismatch": None},
-    {"method": "progressive", "sample_id": 1, "tokens": 9, "tf_accuracy": 1.0, "greedy_match": 1.0,
-     "greedy_exact": True, "first_mismatch": None, "tf_first_mismatch": None},
-]  # fmt: skip
+    {
+        "method": "full @0.99",
+        "sample_id": 0,
+        "tokens": 64,
+        "tf_accuracy": 0.99,
+        "greedy_match": 0.1,
+        "greedy_exact": False,
+        "first_mismatch": 0,
+        "tf_first_mismatch": 0,
+    },
+    {
+        "method": "full @0.99",
+        "sample_id": 1,
+        "tokens": 64,
+        "tf_accuracy": 0.98,
+        "greedy_match": 0.3,
+        "greedy_exact": False,
+        "first_mismatch": 1,
+        "tf_first_mismatch": 5,
+    },
+    {
+        "method": "progressive",
+        "sample_id": 0,
+        "tokens": 7,
+        "tf_accuracy": 1.0,
+        "greedy_match": 1.0,
+        "greedy_exact": True,
+        "first_mismatch": None,
+        "tf_first_mismatch": None,
+    },
+    {
+        "method": "progressive",
+        "sample_id": 1,
+        "tokens": 9,
+        "tf_accuracy": 1.0,
+        "greedy_match": 1.0,
+        "greedy_exact": True,
+        "first_mismatch": None,
+        "tf_first_mismatch": None,
+    },
+]
 
 
 def test_brittleness_table_numbers():
@@ -193,8 +239,17 @@ def test_brittleness_table_numbers():
 
 
 def test_diversity_table_row():
-    s = {"N": 12, "ig_cv": 1.234, "sol_dist_median": 1.5, "sol_dist_q1": 1.4, "sol_dist_q3": 1.6, "dir_cos": 0.05,
-         "random_cos": 1 / math.sqrt(576), "disp_ratio": 14.6, "lrs": [0.01, 0.5]}  # fmt: skip
+    s = {
+        "N": 12,
+        "ig_cv": 1.234,
+        "sol_dist_median": 1.5,
+        "sol_dist_q1": 1.4,
+        "sol_dist_q3": 1.6,
+        "dir_cos": 0.05,
+        "random_cos": 1 / math.sqrt(576),
+        "disp_ratio": 14.6,
+        "lrs": [0.01, 0.5],
+    }
     fig, _ = T.diversity_table(s, "ours")
     cols = fig.data[0].cells.values
     assert [c[0] for c in cols] == ["ours", "12", "1.2%", "1.50 [1.40, 1.60]", "+0.05 (1/√d = 0.042)", "15x"]
@@ -218,8 +273,14 @@ def choice_summary(conv=75.0, base=40.0, cram=30.0) -> dict:
     def v(acc):
         return {"context_ending": {"acc": acc, "acc_tok": acc + 1, "n": 8}}
 
-    return {"n_items": 8, "conv_pct": conv, "base": v(base), "base_converged": v(base + 2), "cram": v(cram),
-            "cram_converged": v(cram + 2)}  # fmt: skip
+    return {
+        "n_items": 8,
+        "conv_pct": conv,
+        "base": v(base),
+        "base_converged": v(base + 2),
+        "cram": v(cram),
+        "cram_converged": v(cram + 2),
+    }
 
 
 def test_downstream_mmlu_and_sink_tables():
@@ -230,17 +291,30 @@ def test_downstream_mmlu_and_sink_tables():
     assert [cols[i][0] for i in range(2, 8)] == ["75.0", "40.0", "41.0", "42.0", "32.0", "30.0"]
     assert list(cols[8][:2]) == ["–", "37.5"]  # the random-memory control, where it was scored
     assert cols[0][2].startswith("paper SmolLM2-1.7B") and rows[1]["cram_acc"] == 45
-    modes = {"baseline": {"n": 4, "acc": 50.0, "valid": 100.0, "acc_ref": 50.0, "valid_ref": 100.0,
-                          "cram_tf": float("nan")},
-             "few_shot": {"n": 4, "acc": 25.0, "valid": 75.0, "acc_ref": 25.0, "valid_ref": 100.0, "cram_tf": 1.0}}  # fmt: skip
+    modes = {
+        "baseline": {
+            "n": 4,
+            "acc": 50.0,
+            "valid": 100.0,
+            "acc_ref": 50.0,
+            "valid_ref": 100.0,
+            "cram_tf": float("nan"),
+        },
+        "few_shot": {"n": 4, "acc": 25.0, "valid": 75.0, "acc_ref": 25.0, "valid_ref": 100.0, "cram_tf": 1.0},
+    }
     fig, _ = T.mmlu_table({"modes": modes, "subjects": ["a"], "steps": 5}, "m")
     cols = fig.data[0].cells.values
     assert list(cols[0]) == ["baseline", "few_shot"] and list(cols[3]) == ["100.0", "75.0"]
     assert list(cols[6]) == ["–", "1.000"] and cols[7][1] == "45.91 (100)"
-    sink = {"model": "smollm2-135m", "n": 3, "table": {
-        "compression": {"mean": 55.5, "std": 3.0, "diff": -10.25, "corr": 0.9},
-        "orig": {"mean": 65.75, "std": 1.0, "diff": 0.0, "corr": 1.0},
-        "control": {"mean": 60.0, "std": 2.0, "diff": -5.75, "corr": 0.95}}}  # fmt: skip
+    sink = {
+        "model": "smollm2-135m",
+        "n": 3,
+        "table": {
+            "compression": {"mean": 55.5, "std": 3.0, "diff": -10.25, "corr": 0.9},
+            "orig": {"mean": 65.75, "std": 1.0, "diff": 0.0, "corr": 1.0},
+            "control": {"mean": 60.0, "std": 2.0, "diff": -5.75, "corr": 0.95},
+        },
+    }
     fig, _ = T.sink_table([sink])
     cols = fig.data[0].cells.values
     assert [c[0] for c in cols[:6]] == [

@@ -41,10 +41,14 @@ def _mem(model, m: int = 1, seed: int = 1) -> torch.Tensor:
 def test_interventions_round_trip_through_json_and_print_readably():
     mem = torch.zeros(1, 2, 8)
     items = [
-        Knockout("forward", 3), Knockout("reverse", 2, mask="reference"), Knockout("per_layer", 1, keys=(0, 1)),
-        Knockout("layers", (3, 1)), Inject(mem, (4, 5), ref="embeddings.safetensors#0"),
-        Capture(["hook_embed", "blocks.0.hook_resid_post"]), CaptureAttention(key=0, query_start=0),
-    ]  # fmt: skip
+        Knockout("forward", 3),
+        Knockout("reverse", 2, mask="reference"),
+        Knockout("per_layer", 1, keys=(0, 1)),
+        Knockout("layers", (3, 1)),
+        Inject(mem, (4, 5), ref="embeddings.safetensors#0"),
+        Capture(["hook_embed", "blocks.0.hook_resid_post"]),
+        CaptureAttention(key=0, query_start=0),
+    ]
     back = [
         intervention_from_dict(d, {"embeddings.safetensors#0": mem})
         for d in json.loads(json.dumps(interventions_to_config(items)))
@@ -85,9 +89,10 @@ def test_builders_are_thin_constructors_over_the_dataclasses(model):
     ids, mem = _ids(model), _mem(model)
     L = model.cfg.n_layers
     pairs = [
-        (forward_knockout(model, L), Knockout("forward", L)), (reverse_knockout(model, 1), Knockout("reverse", 1)),
+        (forward_knockout(model, L), Knockout("forward", L)),
+        (reverse_knockout(model, 1), Knockout("reverse", 1)),
         (knockout(model, [1], mask="reference"), Knockout("layers", (1,), "reference")),
-    ]  # fmt: skip
+    ]
     for built, data in pairs:
         assert built.hook_names == data.hooks(model).hook_names
         a = model.run_with_hooks(ids, fwd_hooks=list(inject(mem) + built))
@@ -235,8 +240,13 @@ def test_knockout_config_holds_conditions_as_data(tmp_path):
     conds = ko.conditions(2, ["forward"], control=False, masks=("text", "reference"))
     script.write_config(tmp_path / "config.json", a, conds)
     cfg = json.loads((tmp_path / "config.json").read_text())
-    assert cfg["conditions"][2]["knockout"] == {"type": "knockout", "direction": "forward", "layers": 1,
-                                                "mask": "text", "keys": [0]}  # fmt: skip
+    assert cfg["conditions"][2]["knockout"] == {
+        "type": "knockout",
+        "direction": "forward",
+        "layers": 1,
+        "mask": "text",
+        "keys": [0],
+    }
     assert "direction" not in cfg["settings"] and cfg["settings"]["items"] == 64
     assert script.read_conditions(tmp_path / "config.json") == conds
     with pytest.raises(cl.CramlensError, match="--worker"):

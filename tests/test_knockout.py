@@ -30,8 +30,21 @@ def fake_crams(model, items=ITEMS, seed=0, layout=cl.Layout()):
     out = {}
     for it in items:
         seq = layout.sequence(model, model.to_tokens(it.context, prepend_bos=False)[0].tolist())
-        out[it.id] = cl.CrammedSample(0, it.id, it.context, seq, torch.randn(1, model.cfg.d_model, generator=g),
-                                      len(seq), 0, 0, 0.0, 0.0, 1.0, model=model, layout=layout)  # fmt: skip
+        out[it.id] = cl.CrammedSample(
+            0,
+            it.id,
+            it.context,
+            seq,
+            torch.randn(1, model.cfg.d_model, generator=g),
+            len(seq),
+            0,
+            0,
+            0.0,
+            0.0,
+            1.0,
+            model=model,
+            layout=layout,
+        )
     return out
 
 
@@ -42,8 +55,11 @@ def test_conditions_cover_k_0_to_L():
     assert [c for c in conds if c.startswith("reverse:")] == [f"reverse:{k}" for k in range(1, 5)]
     assert [c for c in conds if c.startswith("per_layer:")] == [f"per_layer:{k}" for k in range(4)]
     assert [c for c in conds if c.startswith("control_")] == [
-        "control_cram", "control_forward:1", "control_forward:4", "control_per_layer:1",
-    ]  # fmt: skip
+        "control_cram",
+        "control_forward:1",
+        "control_forward:4",
+        "control_per_layer:1",
+    ]
     assert "control_cram" not in [c.name for c in ko.conditions(4, ["reverse"], control=False)]
     sub = ko.conditions(4, ["forward", "per_layer"], control=False, ks=[0, 2])
     assert [c.name for c in sub] == ["base", "cram", "forward:2", "per_layer:0", "per_layer:2"]
@@ -219,7 +235,13 @@ def test_summarize_sweep_and_curves():
 @pytest.mark.integration
 def test_smollm2_full_knockout_equals_base_and_sink_profile_runs(smollm2):
     """SmolLM2 (rotary, GQA 9/3): masking the memory in all 30 layers gives the memory-free forward."""
-    item = Item("i", "A man is sitting on a roof. he", ("is using wrap to wrap a pair of skis.", "starts pulling up roofing on a roof."), 1, "hellaswag")  # fmt: skip
+    item = Item(
+        "i",
+        "A man is sitting on a roof. he",
+        ("is using wrap to wrap a pair of skis.", "starts pulling up roofing on a roof."),
+        1,
+        "hellaswag",
+    )
     crams = fake_crams(smollm2, [item])
     L = smollm2.cfg.n_layers
     res = ko.sweep_chunk(smollm2, ko.make_chunk(smollm2, [item], crams), ["base", f"forward:{L}", "cram"], 5)
@@ -237,8 +259,24 @@ def test_sink_table_script_runs_on_a_tiny_model(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import knockout as script
 
-    args = ["--model", "tiny-llama", "--sink", "--no-sweep", "--sink-data", "builtin", "--sink-texts", "2",
-            "--sink-len", "6", "--sink-steps", "3", "--out", str(tmp_path), "--figures", str(tmp_path / "f")]  # fmt: skip
+    args = [
+        "--model",
+        "tiny-llama",
+        "--sink",
+        "--no-sweep",
+        "--sink-data",
+        "builtin",
+        "--sink-texts",
+        "2",
+        "--sink-len",
+        "6",
+        "--sink-steps",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--figures",
+        str(tmp_path / "f"),
+    ]
     script.main(args)
     res = json.loads((tmp_path / "sink_tiny-llama.json").read_text())
     assert res["n"] == 2 and len(res["tf"]) == 2 and (tmp_path / "f" / "tiny-llama_sink.md").exists()

@@ -20,8 +20,15 @@ def test_make_figures_writes_html_readme_and_skips_missing(tmp_path, capsys):
     (runs / "prog6" / "brittleness.json").write_text(json.dumps(BRITTLE))
     main(["--out", str(out), "--runs", str(runs), "--results", str(tmp_path / "results"), "--no-png"])
     log = capsys.readouterr().out
-    made = {"brittleness_table", "progressive_schematic", "token_explorer", "horizon_ig", "pca_trajectories",
-            "pca99_vs_length", "surprisal_vs_steps"}  # fmt: skip
+    made = {
+        "brittleness_table",
+        "progressive_schematic",
+        "token_explorer",
+        "horizon_ig",
+        "pca_trajectories",
+        "pca99_vs_length",
+        "surprisal_vs_steps",
+    }
     for name in made:
         html = (out / f"{name}.html").read_text()
         assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html and 'src="http' not in html, name
@@ -32,8 +39,10 @@ def test_make_figures_writes_html_readme_and_skips_missing(tmp_path, capsys):
         assert f"**{name}** [html]({name}.html)" in readme
     assert f"`{runs / 'prog6'}`" in readme and "scripts/progressive.py" in readme
     # absent inputs: one line each, naming what is missing and the command that makes it
-    assert f"skip pca_reconstruction: {tmp_path / 'results'}/trajectory/trajectory.json is absent; make it with: " \
-           "python scripts/trajectory.py" in log  # fmt: skip
+    assert (
+        f"skip pca_reconstruction: {tmp_path / 'results'}/trajectory/trajectory.json is absent; make it with: "
+        "python scripts/trajectory.py" in log
+    )
     assert "skip solution_diversity: 0 " in log and "scripts/diversity.py run" in log
     assert "skip depth_heatmap: no " in log
     waiting = readme.split("## Waiting for inputs")[1]
@@ -45,11 +54,22 @@ def test_make_figures_without_any_run_skips_everything(tmp_path, capsys):
     main = make_figures_script().main
 
     # --results too: the repository's own figures/<analysis>/ result files must not leak in
-    main(["--out", str(tmp_path / "f"), "--runs", str(tmp_path / "none"), "--results", str(tmp_path / "none"),
-          "--no-png"])  # fmt: skip
+    main(
+        [
+            "--out",
+            str(tmp_path / "f"),
+            "--runs",
+            str(tmp_path / "none"),
+            "--results",
+            str(tmp_path / "none"),
+            "--no-png",
+        ]
+    )
     log = capsys.readouterr().out
-    assert f"skip token_explorer: run directory {tmp_path / 'none' / 'prog6'} is absent; make it with: python " \
-           "scripts/progressive.py" in log  # fmt: skip
+    assert (
+        f"skip token_explorer: run directory {tmp_path / 'none' / 'prog6'} is absent; make it with: python "
+        "scripts/progressive.py" in log
+    )
     assert "0 figures" in log and (tmp_path / "f" / "README.md").exists()
 
 
@@ -98,8 +118,19 @@ def test_without_a_browser_no_server_starts_and_figures_finish_as_html(
     # the whole make_figures path, PNG export requested
     write_run(tmp_path / "runs" / "prog6", synthetic_rows())
     mf = make_figures_script()
-    mf.main(["--out", str(tmp_path / "f"), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "none"),
-             "--only", "horizon_ig", "token_explorer"])  # fmt: skip
+    mf.main(
+        [
+            "--out",
+            str(tmp_path / "f"),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "none"),
+            "--only",
+            "horizon_ig",
+            "token_explorer",
+        ]
+    )
     err = capsys.readouterr().err
     assert err.count("PNG export off (no Chrome-family browser found)") == 1, err
     assert (tmp_path / "f" / "horizon_ig.html").exists() and not list((tmp_path / "f").glob("*.png"))
@@ -121,16 +152,40 @@ def write_knockout_and_downstream(runs):
         summ[f"reverse:{k}"] = {"acc": 30.0 + k, "tf": 1 - 0.1 * k}
     for k in range(L):
         summ[f"per_layer:{k}"] = {"acc": 31.0, "tf": 0.9}
-    (ko / "summary.json").write_text(json.dumps({"summary": summ, "n_layers": L, "model": "m", "n_items": 4,
-                                                 "attention_mass_pct": [10.0, 20.0, 30.0]}))  # fmt: skip
-    sink = {"model": "m", "n": 2, "table": {k: {"mean": 1.0, "std": 0.0, "diff": 0.0, "corr": 1.0}
-                                            for k in ("compression", "orig")}}  # fmt: skip
+    (ko / "summary.json").write_text(
+        json.dumps(
+            {
+                "summary": summ,
+                "n_layers": L,
+                "model": "m",
+                "n_items": 4,
+                "attention_mass_pct": [10.0, 20.0, 30.0],
+            }
+        )
+    )
+    sink = {
+        "model": "m",
+        "n": 2,
+        "table": {k: {"mean": 1.0, "std": 0.0, "diff": 0.0, "corr": 1.0} for k in ("compression", "orig")},
+    }
     (ko / "sink_m.json").write_text(json.dumps(sink))
     for task in ("hellaswag", "mmlu"):
         (runs / "downstream" / task).mkdir(parents=True)
     (runs / "downstream" / "hellaswag" / "summary.json").write_text(json.dumps(choice_summary()))
-    mm = {"modes": {"baseline": {"n": 2, "acc": 50.0, "valid": 100.0, "acc_ref": 50.0, "valid_ref": 100.0,
-                                 "cram_tf": None}}, "subjects": ["x"], "steps": 3}  # fmt: skip
+    mm = {
+        "modes": {
+            "baseline": {
+                "n": 2,
+                "acc": 50.0,
+                "valid": 100.0,
+                "acc_ref": 50.0,
+                "valid_ref": 100.0,
+                "cram_tf": None,
+            }
+        },
+        "subjects": ["x"],
+        "steps": 3,
+    }
     (runs / "downstream" / "mmlu" / "summary.json").write_text(json.dumps(mm))
     write_run(runs / "downstream" / "hellaswag" / "crams" / "len004", synthetic_rows()[:1])
 
@@ -155,8 +210,16 @@ def test_make_figures_draws_knockout_downstream_and_sink_results(tmp_path, capsy
         ]
     )
     log = capsys.readouterr().out
-    for name in ("knockout_cumulative_accuracy_m", "knockout_cumulative_reconstruction_m", "knockout_per_layer_m",
-                 "sink_table", "downstream_table", "downstream_accuracy", "mmlu_modes", "mmlu_accuracy"):  # fmt: skip
+    for name in (
+        "knockout_cumulative_accuracy_m",
+        "knockout_cumulative_reconstruction_m",
+        "knockout_per_layer_m",
+        "sink_table",
+        "downstream_table",
+        "downstream_accuracy",
+        "mmlu_modes",
+        "mmlu_accuracy",
+    ):
         assert (out / f"{name}.html").exists(), (name, log)
     assert "skip " not in log and "FAIL" not in log and "8 figures" in log
     assert not (out / "README.md").exists()  # --only never replaces the index of the full set
@@ -166,32 +229,81 @@ def write_other_analyses(runs, results):
     """trajectory.json (landscape, PCA reconstruction), probes.json, LR sweep, depth and capacity results."""
     write_run(runs / "prog6", synthetic_rows())
     for lr in (0.1, 0.5):  # the diversity sweep: same texts and seed, two learning rates
-        config = {"settings": {"kind": "progressive", "model": "synthetic", "layout": LAYOUT, "seed": 0,
-                               "recipe": {"lr": lr, "init": "random0.02"}}, "created": "now"}  # fmt: skip
+        config = {
+            "settings": {
+                "kind": "progressive",
+                "model": "synthetic",
+                "layout": LAYOUT,
+                "seed": 0,
+                "recipe": {"lr": lr, "init": "random0.02"},
+            },
+            "created": "now",
+        }
         RunDir.open(runs / f"lrsweep_{lr:g}", config).append_rows(synthetic_rows())
     grid = [[0.1 * (i + j) for j in range(3)] for i in range(3)]
-    land = {"0": {"basin": {"3": 0.5}, "anchors": {"3": [0.0, 0.0]}, "pc12": 0.9, "a": [-1, 0, 1], "b": [-1, 0, 1],
-                  "maps": {"3": grid}}}  # fmt: skip
-    recon = [{"sample_id": 0, "k": k, "length": 5, "accuracy": a, "first_wrong": 0, "explained": a, "rel_error": 1 - a}
-             for k, a in ((0, 0.2), (2, 0.6), (4, 1.0))]  # fmt: skip
+    land = {
+        "0": {
+            "basin": {"3": 0.5},
+            "anchors": {"3": [0.0, 0.0]},
+            "pc12": 0.9,
+            "a": [-1, 0, 1],
+            "b": [-1, 0, 1],
+            "maps": {"3": grid},
+        }
+    }
+    recon = [
+        {
+            "sample_id": 0,
+            "k": k,
+            "length": 5,
+            "accuracy": a,
+            "first_wrong": 0,
+            "explained": a,
+            "rel_error": 1 - a,
+        }
+        for k, a in ((0, 0.2), (2, 0.6), (4, 1.0))
+    ]
     (results / "trajectory").mkdir(parents=True)
     (results / "trajectory" / "trajectory.json").write_text(
         json.dumps({"source": str(runs / "prog6"), "pca_reconstruction": recon, "landscape": land})
     )
-    probes = [{"condition": c, "task": "token@1", "kind": "identity", "layer": layer, "score": 0.5 + 0.1 * layer,
-               "shuffled": 0.5, "chance": 0.5} for c in ("crammed", "random") for layer in range(3)]  # fmt: skip
+    probes = [
+        {
+            "condition": c,
+            "task": "token@1",
+            "kind": "identity",
+            "layer": layer,
+            "score": 0.5 + 0.1 * layer,
+            "shuffled": 0.5,
+            "chance": 0.5,
+        }
+        for c in ("crammed", "random")
+        for layer in range(3)
+    ]
     (results / "probes").mkdir()
-    (results / "probes" / "probes.json").write_text(json.dumps({"meta": {"names": {"token@1": "token 1"}, "n": 9,
-                                                                         "model": "m"}, "rows": probes}))  # fmt: skip
+    (results / "probes" / "probes.json").write_text(
+        json.dumps({"meta": {"names": {"token@1": "token 1"}, "n": 9, "model": "m"}, "rows": probes})
+    )
     cap = runs / "capacity" / "m"
     for variant, h in (("first1", 3.0), ("full", 8.0)):
         (cap / variant).mkdir(parents=True)
         (cap / variant / "result.json").write_text(
             json.dumps({"model": "m", "variant": variant, "horizon_mean": h})
         )
-    sample = {"source": "pg19", "variant": "full", "text_id": "t", "horizon": 5, "seq_len": 8, "h_lm_bits": 30.0,
-              "h_comp_bits": 5.0, "information_gain_bits": 25.0, "compression_ratio": 5.0, "utilisation": 0.01,
-              "bits_per_token": 7.5, "steps": 100}  # fmt: skip
+    sample = {
+        "source": "pg19",
+        "variant": "full",
+        "text_id": "t",
+        "horizon": 5,
+        "seq_len": 8,
+        "h_lm_bits": 30.0,
+        "h_comp_bits": 5.0,
+        "information_gain_bits": 25.0,
+        "compression_ratio": 5.0,
+        "utilisation": 0.01,
+        "bits_per_token": 7.5,
+        "steps": 100,
+    }
     (cap / "capacity_samples.json").write_text(
         json.dumps([sample, {**sample, "source": "builtin", "horizon": 7}])
     )
@@ -224,8 +336,14 @@ def test_make_figures_draws_the_other_analyses_results(tmp_path, capsys):
     )
     log = capsys.readouterr().out
     assert "skip " not in log and "FAIL" not in log, log
-    for name in ("accuracy_landscape_sample0", "pca_reconstruction", "probes", "solution_diversity", "depth_heatmap",
-                 "capacity_bits_m"):  # fmt: skip
+    for name in (
+        "accuracy_landscape_sample0",
+        "pca_reconstruction",
+        "probes",
+        "solution_diversity",
+        "depth_heatmap",
+        "capacity_bits_m",
+    ):
         assert (tmp_path / "f" / f"{name}.html").exists(), (name, log)
 
 
@@ -292,8 +410,9 @@ def test_results_refreshed_from_runs_draw_every_figure_without_runs(tmp_path, ca
         rx.refresh("brittleness", runs / "prog6", results, name="demo")
     empty = tmp_path / "empty"
     empty.mkdir()
-    make_figures_script().main(["--out", str(tmp_path / "f"), "--runs", str(empty), "--results", str(results),
-                                "--no-png"])  # fmt: skip
+    make_figures_script().main(
+        ["--out", str(tmp_path / "f"), "--runs", str(empty), "--results", str(results), "--no-png"]
+    )
     log = capsys.readouterr().out
     assert "skip " not in log and "FAIL" not in log, log
     assert ", 0 skipped" in log and all(

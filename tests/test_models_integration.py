@@ -129,8 +129,10 @@ class _RealModel:
                 loss = score(target_logits(model, m, batch), batch).loss.sum()
                 (grad,) = torch.autograd.grad(loss, m)
                 rel = ((grad - ref_grad).abs().max() / ref_grad.abs().max()).item()
-                print(f"{self.NAME} fast={fast_path}: loss {loss.item():.6f} vs ref {ref_loss.item():.6f}, "
-                      f"grad rel diff {rel:.1e}")  # fmt: skip
+                print(
+                    f"{self.NAME} fast={fast_path}: loss {loss.item():.6f} vs ref {ref_loss.item():.6f}, "
+                    f"grad rel diff {rel:.1e}"
+                )
                 assert abs(loss.item() - ref_loss.item()) < 1e-4 * max(1.0, ref_loss.item())
                 assert rel < 1e-3
         finally:

@@ -23,8 +23,19 @@ def test_bf16_model_keeps_greedy_exactness_at_the_horizon():
 def test_device_and_dtype_flags_reach_the_model():
     from cramlens import cli
 
-    a = cli.argparse.Namespace(model="tiny-gpt2", device="cpu", dtype="bfloat16", no_fast=True, threads=None,
-                               data="builtin", samples=1, seq_len=4, seed=0, offset="start", skip=0)  # fmt: skip
+    a = cli.argparse.Namespace(
+        model="tiny-gpt2",
+        device="cpu",
+        dtype="bfloat16",
+        no_fast=True,
+        threads=None,
+        data="builtin",
+        samples=1,
+        seq_len=4,
+        seed=0,
+        offset="start",
+        skip=0,
+    )
     model, texts = cli.load_model_and_texts(a)
     assert str(model.cfg.device) == "cpu" and model.cfg.dtype == torch.bfloat16
     assert len(texts) == 1 and len(texts[0].token_ids) == 4

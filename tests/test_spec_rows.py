@@ -99,7 +99,7 @@ def _samples(run: cl.CramRun) -> list[tuple]:
                 "greedy_match",
                 "first_mismatch",
             )
-        )  # fmt: skip
+        )
         + (s.sequence, s.embedding.tolist())
         for s in run
     ]

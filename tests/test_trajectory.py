@@ -20,8 +20,15 @@ def fake_run(
     for sid, X in trajs.items():
         for k, x in enumerate(X):
             ok = converged_until is None or k + 1 <= converged_until[sid]
-            row = {"sample_id": sid, "stage_index": k, "stage_seq_len": k + 1, "embedding": x.reshape(1, -1),
-                   "converged": ok, "final_convergence": 1.0 if ok else 0.5, "steps_taken": 10 * (k + 1)}  # fmt: skip
+            row = {
+                "sample_id": sid,
+                "stage_index": k,
+                "stage_seq_len": k + 1,
+                "embedding": x.reshape(1, -1),
+                "converged": ok,
+                "final_convergence": 1.0 if ok else 0.5,
+                "steps_taken": 10 * (k + 1),
+            }
             row.update({key: v[sid][k] for key, v in extra.items()})
             rows.append(row)
     return CramRun("progressive", [], rows, {"settings": {"kind": "progressive"}})
@@ -166,8 +173,15 @@ def test_reconstruction_and_landscape_evaluate_the_right_embeddings(tiny_llama):
 @pytest.mark.integration
 def test_smollm2_short_trajectory(smollm2):
     """A real (very short) progressive run through geometry, reconstruction and surprisal pairs."""
-    run = progressive_cram(smollm2, ["The cat sat on the mat"], seq_len=3, recipe="fast", steps_per_stage=120,
-                           steps_per_sample=400, check_greedy=False)  # fmt: skip
+    run = progressive_cram(
+        smollm2,
+        ["The cat sat on the mat"],
+        seq_len=3,
+        recipe="fast",
+        steps_per_stage=120,
+        steps_per_sample=400,
+        check_greedy=False,
+    )
     geo = tj.geometry_table(run)
     assert geo and geo[0]["stages"] >= 2 and 0 < geo[0]["pc1"] <= 1
     rec = tj.pca_reconstruction(smollm2, run, 0)

@@ -136,17 +136,21 @@ def build_landscape(src: Sources) -> list[Built]:
         X = tj.stage_matrix(traj)
         coords = tj.pca(X).project(X, 2).float()
         Ls = {int(k): v for k, v in land["maps"].items()}
-        full = {"coords": coords, "lengths": [int(r["stage_seq_len"]) for r in traj],
-                "a": torch.tensor(land["a"]), "b": torch.tensor(land["b"]), "pc12": land["pc12"],
-                "maps": {L: torch.tensor(m) for L, m in sorted(Ls.items())},
-                "anchors": {int(k): tuple(v) for k, v in land["anchors"].items()},
-                "basin": {int(k): v for k, v in land["basin"].items()}}  # fmt: skip
+        full = {
+            "coords": coords,
+            "lengths": [int(r["stage_seq_len"]) for r in traj],
+            "a": torch.tensor(land["a"]),
+            "b": torch.tensor(land["b"]),
+            "pc12": land["pc12"],
+            "maps": {L: torch.tensor(m) for L, m in sorted(Ls.items())},
+            "anchors": {int(k): tuple(v) for k, v in land["anchors"].items()},
+            "basin": {int(k): v for k, v in land["basin"].items()},
+        }
         fig = tf.landscape_figure(full, int(sid))
         fig.update_layout(
             width=max(fig.layout.width or 0, 1100), title_font_size=14
         )  # room for the long title
-        out.append(Built(f"accuracy_landscape_sample{sid}", fig, land,
-                         [str(p), str(source)]))  # fmt: skip
+        out.append(Built(f"accuracy_landscape_sample{sid}", fig, land, [str(p), str(source)]))
     return out
 
 
@@ -204,16 +208,34 @@ def build_capacity(src: Sources) -> list[Built]:
         for i, d in enumerate(summarise(samples)):
             rows = [s for s in samples if s.source == d["source"]]
             c = F.PALETTE[i % len(F.PALETTE)]
-            fig.add_trace(go.Scatter(x=[s.horizon for s in rows], y=[s.information_gain_bits for s in rows],
-                                     mode="markers", name=f"{d['source']} ({len(rows)})", text=[s.text_id for s in rows],
-                                     marker={"color": c, "size": 9, "opacity": 0.7},
-                                     hovertemplate="%{text}<br>horizon %{x}<br>IG %{y:.1f} bits<extra></extra>"))  # fmt: skip
-            fig.add_trace(go.Scatter(x=[d["horizon_mean"]], y=[d["information_gain_bits_mean"]], mode="markers",
-                                     showlegend=False, marker={"color": c, "size": 16, "symbol": "x-thin",
-                                                               "line": {"width": 3, "color": c}}))  # fmt: skip
-        fig.update_layout(title=f"{f.parent.name}: horizon vs information gain per text source (x: source mean)",
-                          xaxis_title="horizon (tokens)", yaxis_title="information gain (bits)", width=900,
-                          height=520, template="plotly_white")  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=[s.horizon for s in rows],
+                    y=[s.information_gain_bits for s in rows],
+                    mode="markers",
+                    name=f"{d['source']} ({len(rows)})",
+                    text=[s.text_id for s in rows],
+                    marker={"color": c, "size": 9, "opacity": 0.7},
+                    hovertemplate="%{text}<br>horizon %{x}<br>IG %{y:.1f} bits<extra></extra>",
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[d["horizon_mean"]],
+                    y=[d["information_gain_bits_mean"]],
+                    mode="markers",
+                    showlegend=False,
+                    marker={"color": c, "size": 16, "symbol": "x-thin", "line": {"width": 3, "color": c}},
+                )
+            )
+        fig.update_layout(
+            title=f"{f.parent.name}: horizon vs information gain per text source (x: source mean)",
+            xaxis_title="horizon (tokens)",
+            yaxis_title="information gain (bits)",
+            width=900,
+            height=520,
+            template="plotly_white",
+        )
         out.append(Built(f"capacity_bits_{f.parent.name}", fig, [vars(s) for s in samples], [str(f)]))
     return out
 
@@ -233,17 +255,41 @@ def build_probes(src: Sources) -> list[Built]:
         for j, cond in enumerate(conds):
             rs = [x for x in rows if x["task"] == task and x["condition"] == cond]
             colour = F.PALETTE[j % len(F.PALETTE)]
-            fig.add_trace(go.Scatter(x=[x["layer"] for x in rs], y=[x["score"] for x in rs], mode="lines", name=cond,
-                                     line={"color": colour}, legendgroup=cond, showlegend=i == 0), r, c)  # fmt: skip
-            fig.add_trace(go.Scatter(x=[x["layer"] for x in rs], y=[x["shuffled"] for x in rs], mode="lines",
-                                     line={"color": colour, "dash": "dot", "width": 1}, legendgroup=cond,
-                                     showlegend=False, hoverinfo="skip"), r, c)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=[x["layer"] for x in rs],
+                    y=[x["score"] for x in rs],
+                    mode="lines",
+                    name=cond,
+                    line={"color": colour},
+                    legendgroup=cond,
+                    showlegend=i == 0,
+                ),
+                r,
+                c,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[x["layer"] for x in rs],
+                    y=[x["shuffled"] for x in rs],
+                    mode="lines",
+                    line={"color": colour, "dash": "dot", "width": 1},
+                    legendgroup=cond,
+                    showlegend=False,
+                    hoverinfo="skip",
+                ),
+                r,
+                c,
+            )
     fig.update_xaxes(title_text="layer (0 = injected vector)")
     fig.update_yaxes(title_text="held-out score", col=1)
     meta = res.get("meta", {})
-    fig.update_layout(title=f"{meta.get('model', '')}: linear probes at the memory position ({meta.get('n', '?')} "
-                      "texts); solid: held-out score, dotted: shuffled labels (chance 0.5)",
-                      width=1300, height=300 * math.ceil(len(tasks) / cols) + 120)  # fmt: skip
+    fig.update_layout(
+        title=f"{meta.get('model', '')}: linear probes at the memory position ({meta.get('n', '?')} "
+        "texts); solid: held-out score, dotted: shuffled labels (chance 0.5)",
+        width=1300,
+        height=300 * math.ceil(len(tasks) / cols) + 120,
+    )
     return [Built("probes", fig, rows, [str(p)])]
 
 

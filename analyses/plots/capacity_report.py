@@ -45,18 +45,38 @@ def _order(results: Sequence[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------------------------- depth
 def depth_table(results: Sequence[dict]) -> Table:
     t = Table(title="capacity vs retained depth (progressive cramming, CPU budget)", title_justify="left")
-    cols = ["model", "variant", "layers", "ft", "val loss before→after", "n", "horizon", "lower bd", "IG bits",
-            "H_LM bits", "util. IG/16d", "CPU-min*"]  # fmt: skip
+    cols = [
+        "model",
+        "variant",
+        "layers",
+        "ft",
+        "val loss before→after",
+        "n",
+        "horizon",
+        "lower bd",
+        "IG bits",
+        "H_LM bits",
+        "util. IG/16d",
+        "CPU-min*",
+    ]
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "variant", "ft") else "right")
     for r in _order(results):
         vl = _val_loss(r, "→")
         t.add_row(
-            r["model"], r["variant"], f"{r['layers']}/{r['base_layers']}", "yes" if r["finetuned"] else "no", vl,
-            str(len(r["horizons"])), _pm(r["horizon_mean"], r["horizon_std"]),
-            f"{r['capped']}/{len(r['horizons'])}", _pm(r["information_gain_bits_mean"], r["information_gain_bits_std"]),
-            _f(r["h_lm_bits_mean"]), _f(r["utilisation_mean"], "{:.4f}"), _f(r["cpu_seconds_total"] / 60),
-        )  # fmt: skip
+            r["model"],
+            r["variant"],
+            f"{r['layers']}/{r['base_layers']}",
+            "yes" if r["finetuned"] else "no",
+            vl,
+            str(len(r["horizons"])),
+            _pm(r["horizon_mean"], r["horizon_std"]),
+            f"{r['capped']}/{len(r['horizons'])}",
+            _pm(r["information_gain_bits_mean"], r["information_gain_bits_std"]),
+            _f(r["h_lm_bits_mean"]),
+            _f(r["utilisation_mean"], "{:.4f}"),
+            _f(r["cpu_seconds_total"] / 60),
+        )
     t.caption = (
         "paper SmolLM2-1.7B first-1/2/4/8/full: 50/241/404/455/335; width first4+last4 135M: 42 ± 15.9\n"
         "* CPU time of the call that wrote the row (work resumed from an earlier call is not counted)"
@@ -131,19 +151,40 @@ def depth_figure(results: Sequence[dict]):
     p_rows = list(PAPER_DEPTH)
     p_z = [[PAPER_DEPTH[m].get(c) for c in DEPTH_COLS] for m in p_rows]
     p_text = [["–" if v is None else f"{v:.0f}" for v in row] for row in p_z]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.2,
-                        subplot_titles=("ours, CPU budget: mean horizon (tokens; lb = lower bound)",
-                                        "paper D.10: mean crammed tokens"))  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.42, 0.58],
+        horizontal_spacing=0.2,
+        subplot_titles=(
+            "ours, CPU budget: mean horizon (tokens; lb = lower bound)",
+            "paper D.10: mean crammed tokens",
+        ),
+    )
     fig.add_trace(
         go.Heatmap(z=z, x=cols, y=labels, text=text, texttemplate="%{text}", coloraxis="coloraxis"), 1, 1
     )
-    fig.add_trace(go.Heatmap(z=p_z, x=list(DEPTH_COLS), y=p_rows, text=p_text, texttemplate="%{text}",
-                             coloraxis="coloraxis2"), 1, 2)  # fmt: skip
+    fig.add_trace(
+        go.Heatmap(
+            z=p_z, x=list(DEPTH_COLS), y=p_rows, text=p_text, texttemplate="%{text}", coloraxis="coloraxis2"
+        ),
+        1,
+        2,
+    )
     fig.update_xaxes(title_text="blocks kept (first N; full = all)")
-    fig.update_layout(title="Capacity vs retained depth (first-N blocks)", width=1250, margin={"l": 200},
-                      height=max(380, 60 * max(len(models), len(p_rows)) + 180),
-                      coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": top, "colorbar": {"x": 0.36, "title": "tokens"}},
-                      coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "tokens"}})  # fmt: skip
+    fig.update_layout(
+        title="Capacity vs retained depth (first-N blocks)",
+        width=1250,
+        margin={"l": 200},
+        height=max(380, 60 * max(len(models), len(p_rows)) + 180),
+        coloraxis={
+            "colorscale": "Viridis",
+            "cmin": 0,
+            "cmax": top,
+            "colorbar": {"x": 0.36, "title": "tokens"},
+        },
+        coloraxis2={"colorscale": "Viridis", "colorbar": {"x": 1.0, "title": "tokens"}},
+    )
     data = {"ours": {"models": labels, "variants": cols, "horizon_mean": z}, "results": list(results)}
     return fig, data
 
@@ -161,19 +202,25 @@ def depth_heatmap(results: Sequence[dict], out_dir: str | Path, name: str = "dep
 # ----------------------------------------------------------------------------------------------- capacity (bits)
 def capacity_table(summary: Sequence[dict], model_name: str, d_model: int, vocab: int) -> Table:
     cap = theoretical_capacity_tokens(d_model, vocab)
-    t = Table(title=f"{model_name}: capacity per source (theoretical {cap:.0f} tokens = 16·{d_model}/log2 {vocab})",
-              title_justify="left")  # fmt: skip
+    t = Table(
+        title=f"{model_name}: capacity per source (theoretical {cap:.0f} tokens = 16·{d_model}/log2 {vocab})",
+        title_justify="left",
+    )
     cols = ["source", "n", "horizon", "lower bd", "H_LM bits", "IG bits", "bits/token", "ratio", "IG / 16d"]
     for c in cols:
         t.add_column(c, justify="left" if c == "source" else "right")
     for d in summary:
         t.add_row(
-            d["source"], str(d["n"]), _pm(d["horizon_mean"], d["horizon_std"]), f"{d['capped']}/{d['n']}",
+            d["source"],
+            str(d["n"]),
+            _pm(d["horizon_mean"], d["horizon_std"]),
+            f"{d['capped']}/{d['n']}",
             _pm(d["h_lm_bits_mean"], d["h_lm_bits_std"]),
             _pm(d["information_gain_bits_mean"], d["information_gain_bits_std"]),
             _pm(d["bits_per_token_mean"], d["bits_per_token_std"], "{:.2f}"),
-            f"x{d['compression_ratio_mean']:.1f}", _pm(d["utilisation_mean"], d["utilisation_std"], "{:.4f}"),
-        )  # fmt: skip
+            f"x{d['compression_ratio_mean']:.1f}",
+            _pm(d["utilisation_mean"], d["utilisation_std"], "{:.4f}"),
+        )
     return t
 
 
@@ -236,17 +283,34 @@ def horizon_vs_ig_figure(
     for i, d in enumerate(summarise(samples)):
         rows = [s for s in samples if s.source == d["source"]]
         c = colours[i % len(colours)]
-        fig.add_trace(go.Scatter(
-            x=[s.horizon for s in rows], y=[s.information_gain_bits for s in rows], mode="markers", name=d["source"],
-            marker={"color": c, "size": 9, "opacity": 0.7}, text=[s.text_id for s in rows],
-            hovertemplate="%{text}<br>horizon %{x}<br>IG %{y:.1f} bits",
-        ))  # fmt: skip
-        fig.add_trace(go.Scatter(
-            x=[d["horizon_mean"]], y=[d["information_gain_bits_mean"]], mode="markers", showlegend=False,
-            marker={"color": c, "size": 16, "symbol": "x-thin", "line": {"width": 3, "color": c}},
-            error_x={"type": "data", "array": [d["horizon_std"]]},
-            error_y={"type": "data", "array": [d["information_gain_bits_std"]]},
-        ))  # fmt: skip
-    fig.update_layout(title=title, xaxis_title="horizon (tokens)", yaxis_title="information gain (bits)",
-                      height=480, width=720, template="plotly_white")  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[s.horizon for s in rows],
+                y=[s.information_gain_bits for s in rows],
+                mode="markers",
+                name=d["source"],
+                marker={"color": c, "size": 9, "opacity": 0.7},
+                text=[s.text_id for s in rows],
+                hovertemplate="%{text}<br>horizon %{x}<br>IG %{y:.1f} bits",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[d["horizon_mean"]],
+                y=[d["information_gain_bits_mean"]],
+                mode="markers",
+                showlegend=False,
+                marker={"color": c, "size": 16, "symbol": "x-thin", "line": {"width": 3, "color": c}},
+                error_x={"type": "data", "array": [d["horizon_std"]]},
+                error_y={"type": "data", "array": [d["information_gain_bits_std"]]},
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="horizon (tokens)",
+        yaxis_title="information gain (bits)",
+        height=480,
+        width=720,
+        template="plotly_white",
+    )
     return write_figure(fig, out_dir, name)

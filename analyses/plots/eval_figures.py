@@ -12,8 +12,19 @@ from rich.table import Table
 from ..knockout import curve
 
 # REFERENCE D.8 (Llama-3.1-8B, read off the paper's figure; Base/Cram exact)
-PAPER_LLAMA_FORWARD_ACC = {0: 0.395, 1: 0.525, 2: 0.54, 3: 0.60, 4: 0.615, 5: 0.62, 10: 0.62, 14: 0.62, 15: 0.595,
-                           20: 0.595, 32: 0.598}  # fmt: skip
+PAPER_LLAMA_FORWARD_ACC = {
+    0: 0.395,
+    1: 0.525,
+    2: 0.54,
+    3: 0.60,
+    4: 0.615,
+    5: 0.62,
+    10: 0.62,
+    14: 0.62,
+    15: 0.595,
+    20: 0.595,
+    32: 0.598,
+}
 PAPER_LLAMA_REVERSE_TF = {0: 1.0, 3: 1.0, 5: 0.96, 10: 0.83, 15: 0.57, 20: 0.41, 25: 0.29, 30: 0.20, 32: 0.28}
 PAPER_LLAMA_FORWARD_TF = {
     0: 1.0,
@@ -38,8 +49,13 @@ def knockout_figure(summary: dict, n_layers: int, model_name: str, field: str = 
         if d.startswith("control") and field != "acc":
             continue
         if pts:
-            fig.add_scatter(x=[k for k, _ in pts], y=[v * scale for _, v in pts], mode="lines+markers",
-                            name=d.replace("_", " "), line={"dash": dash})  # fmt: skip
+            fig.add_scatter(
+                x=[k for k, _ in pts],
+                y=[v * scale for _, v in pts],
+                mode="lines+markers",
+                name=d.replace("_", " "),
+                line={"dash": dash},
+            )
     if field == "acc":
         for cond, dash in (("base", "dash"), ("cram", "dot")):
             if cond in summary:
@@ -50,15 +66,26 @@ def knockout_figure(summary: dict, n_layers: int, model_name: str, field: str = 
                 )
         fig.add_hline(y=25, line_color="grey", line_width=1, annotation_text="chance")
     title = "HellaSwag accuracy (%)" if field == "acc" else "teacher-forced reconstruction of the context (%)"
-    fig.update_layout(title=f"{model_name}: {title} vs layers knocked out", xaxis_title="# layers knocked out (k)",
-                      yaxis_title=title, template="plotly_white", width=820, height=480)  # fmt: skip
+    fig.update_layout(
+        title=f"{model_name}: {title} vs layers knocked out",
+        xaxis_title="# layers knocked out (k)",
+        yaxis_title=title,
+        template="plotly_white",
+        width=820,
+        height=480,
+    )
     return fig
 
 
 def per_layer_figure(summary: dict, mass: Sequence[float], n_layers: int, model_name: str) -> go.Figure:
     """Per-layer knockout: HellaSwag accuracy and TF reconstruction, and the attention mass on the memory."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("knockout of one layer", "attention mass on the memory (no knockout)"))  # fmt: skip
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("knockout of one layer", "attention mass on the memory (no knockout)"),
+    )
     acc = curve(summary, "per_layer", n_layers, "acc")
     tf = curve(summary, "per_layer", n_layers, "tf")
     ctl = curve(summary, "control_per_layer", n_layers, "acc")
@@ -67,12 +94,23 @@ def per_layer_figure(summary: dict, mass: Sequence[float], n_layers: int, model_
         x=[k for k, _ in tf], y=[100 * v for _, v in tf], name="TF reconstruction (%)", row=1, col=1
     )
     if ctl:
-        fig.add_scatter(x=[k for k, _ in ctl], y=[v for _, v in ctl], name="control acc (%)", line={"dash": "dot"},
-                        row=1, col=1)  # fmt: skip
+        fig.add_scatter(
+            x=[k for k, _ in ctl],
+            y=[v for _, v in ctl],
+            name="control acc (%)",
+            line={"dash": "dot"},
+            row=1,
+            col=1,
+        )
     for cond, dash in (("base", "dash"), ("cram", "dot")):
         if cond in summary:
-            fig.add_hline(y=summary[cond]["acc"], line_dash=dash, row=1, col=1,
-                          annotation_text=f"{cond} acc {summary[cond]['acc']:.1f}")  # fmt: skip
+            fig.add_hline(
+                y=summary[cond]["acc"],
+                line_dash=dash,
+                row=1,
+                col=1,
+                annotation_text=f"{cond} acc {summary[cond]['acc']:.1f}",
+            )
     fig.add_bar(x=list(range(len(mass))), y=list(mass), name="attention mass (%)", row=2, col=1)
     fig.update_layout(
         title=f"{model_name}: per-layer knockout", template="plotly_white", width=820, height=640
@@ -110,8 +148,10 @@ def sweep_table(summary: dict, n_layers: int, title: str, every: int = 1) -> Tab
 
 def sweep_markdown(summary: dict, n_layers: int, ks: Sequence[int]) -> str:
     """Markdown table of the sweep at the given k."""
-    lines = ["| k | forward acc | forward TF | reverse acc | reverse TF | per-layer acc | per-layer TF | control fwd acc |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| k | forward acc | forward TF | reverse acc | reverse TF | per-layer acc | per-layer TF | control fwd acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k in ks:
         cells = [str(k)]
         for d in ("forward", "reverse", "per_layer", "control_forward"):
@@ -127,9 +167,12 @@ def sweep_markdown(summary: dict, n_layers: int, ks: Sequence[int]) -> str:
 
 def sink_markdown(rows: dict[str, dict], paper: dict[str, tuple] | None = None) -> str:
     """The C.7 table: per model, compression / original / control mean ± std, diff, Pearson (ours beside paper's)."""
-    lines = ["| model | texts (exact, mean TF) | positions | compression emb. | position 0 original | diff | corr | "
-             "ordinary token in the memory slot | its corr with orig. | paper comp. | paper orig. | paper diff | "
-             "paper corr |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| model | texts (exact, mean TF) | positions | compression emb. | position 0 original | diff | corr | "
+        "ordinary token in the memory slot | its corr with orig. | paper comp. | paper orig. | paper diff | "
+        "paper corr |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for model, r in rows.items():
         t = r["table"]
         c, o, k = t["compression"], t["orig"], t.get("control", {})
@@ -151,17 +194,26 @@ def downstream_figure(results: dict[str, dict], model_name: str) -> go.Figure:
     """Grouped bars: Base vs Cram accuracy (converged subset) per task and scoring variant, chance line."""
     fig = go.Figure()
     variants = (("context_ending", "context+ending"), ("ending_only", "ending only"))
-    cols = [(t, v, f"{t}<br>{label}") for t in results for v, label in variants
-            if v in results[t]["base_converged"] and v in results[t]["cram_converged"]]  # fmt: skip
+    cols = [
+        (t, v, f"{t}<br>{label}")
+        for t in results
+        for v, label in variants
+        if v in results[t]["base_converged"] and v in results[t]["cram_converged"]
+    ]
     bars = [("base_converged", "Base"), ("cram_converged", "Cram (converged)")]
     if all("random_converged" in results[t] for t, _, _ in cols):
         bars.append(("random_converged", "random memory, same norm (control)"))
     for key, name in bars:
         fig.add_bar(x=[c[2] for c in cols], y=[results[t][key][v]["acc"] for t, v, _ in cols], name=name)
     fig.add_hline(y=25, line_dash="dot", annotation_text="chance (4 choices)")
-    fig.update_layout(title=f"{model_name}: likelihood multiple choice with and without the crammed context",
-                      yaxis_title="accuracy (%) on the converged subset", barmode="group", template="plotly_white",
-                      width=820, height=460)  # fmt: skip
+    fig.update_layout(
+        title=f"{model_name}: likelihood multiple choice with and without the crammed context",
+        yaxis_title="accuracy (%) on the converged subset",
+        barmode="group",
+        template="plotly_white",
+        width=820,
+        height=460,
+    )
     return fig
 
 
@@ -172,8 +224,14 @@ def mmlu_figure(summary: dict[str, dict], model_name: str) -> go.Figure:
     fig.add_bar(x=modes, y=[summary[m]["valid"] for m in modes], name="Valid (strict parser)")
     fig.add_bar(x=modes, y=[summary[m]["acc_ref"] for m in modes], name="Acc (reference parser)")
     fig.add_hline(y=25, line_dash="dot", annotation_text="chance")
-    fig.update_layout(title=f"{model_name}: generative 5-shot MMLU by mode", yaxis_title="%", barmode="group",
-                      template="plotly_white", width=720, height=440)  # fmt: skip
+    fig.update_layout(
+        title=f"{model_name}: generative 5-shot MMLU by mode",
+        yaxis_title="%",
+        barmode="group",
+        template="plotly_white",
+        width=720,
+        height=440,
+    )
     return fig
 
 

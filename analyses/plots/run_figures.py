@@ -26,8 +26,12 @@ from cramlens import CramRun
 
 # Cell states of the token explorer (z values of its heatmap).
 NOT_YET, RECONSTRUCTED, JUST_ADDED, FAILED = 0, 1, 2, 3
-STATE_NAMES = {NOT_YET: "not reached", RECONSTRUCTED: "reconstructed", JUST_ADDED: "added at this stage",
-               FAILED: "failed stage"}  # fmt: skip
+STATE_NAMES = {
+    NOT_YET: "not reached",
+    RECONSTRUCTED: "reconstructed",
+    JUST_ADDED: "added at this stage",
+    FAILED: "failed stage",
+}
 STATE_COLOURS = {NOT_YET: "#e8e8e8", RECONSTRUCTED: "#8fd19e", JUST_ADDED: "#2e9e4f", FAILED: "#e0565b"}
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac"]
 
@@ -99,15 +103,17 @@ def explorer_data(run: CramRun, sample_id: int, decode: Decode | None = None, ma
     for i in range(n):
         r = first_stage.get(i)
         new = r is not None and int(r["stage_seq_len"]) == i + 1  # the row's surprisal is of its last token
-        tokens.append({
-            "index": i,
-            "id": int(seq[i]) if i < len(seq) else None,
-            "label": token_label(decode(seq[i])) if i < len(seq) else "",
-            "stage": int(r["stage_index"]) if r is not None else None,
-            "surprisal": _finite(r.get("new_token_surprisal_bits")) if new else None,
-            "marginal_steps": int(r.get("marginal_steps", 0) or 0) if r is not None else None,
-            "converged": bool(r.get("converged")) if r is not None else None,
-        })  # fmt: skip
+        tokens.append(
+            {
+                "index": i,
+                "id": int(seq[i]) if i < len(seq) else None,
+                "label": token_label(decode(seq[i])) if i < len(seq) else "",
+                "stage": int(r["stage_index"]) if r is not None else None,
+                "surprisal": _finite(r.get("new_token_surprisal_bits")) if new else None,
+                "marginal_steps": int(r.get("marginal_steps", 0) or 0) if r is not None else None,
+                "converged": bool(r.get("converged")) if r is not None else None,
+            }
+        )
     stages, horizon, prev_h = [], 0, 0
     for r in traj:
         L, ok = int(r["stage_seq_len"]), bool(r.get("converged"))
@@ -119,13 +125,26 @@ def explorer_data(run: CramRun, sample_id: int, decode: Decode | None = None, ma
         if not ok:
             for i in range(horizon, min(L, n)):
                 states[i] = FAILED
-        stages.append({"stage_index": int(r["stage_index"]), "length": L, "converged": ok, "horizon": horizon,
-                       "states": states})  # fmt: skip
+        stages.append(
+            {
+                "stage_index": int(r["stage_index"]),
+                "length": L,
+                "converged": ok,
+                "horizon": horizon,
+                "states": states,
+            }
+        )
         prev_h = horizon
     s = next((x for x in run.samples if x.sample_id == sample_id), None)
-    return {"sample_id": sample_id, "n_tokens": len(seq), "tokens": tokens, "stages": stages,
-            "horizon": stages[-1]["horizon"], "information_gain_bits": s.information_gain_bits if s else None,
-            "text_id": s.text_id if s else str(sample_id)}  # fmt: skip
+    return {
+        "sample_id": sample_id,
+        "n_tokens": len(seq),
+        "tokens": tokens,
+        "stages": stages,
+        "horizon": stages[-1]["horizon"],
+        "information_gain_bits": s.information_gain_bits if s else None,
+        "text_id": s.text_id if s else str(sample_id),
+    }
 
 
 def _grid(values: Sequence, n_cols: int, fill=None) -> list[list]:
@@ -181,47 +200,108 @@ def token_explorer(
                 f"token {t['index']}: {t['label']!r} (id {t['id']})<br>surprisal {_fmt(t['surprisal'], '{:.2f}')} bits"
                 f"<br>marginal steps {'–' if t['marginal_steps'] is None else t['marginal_steps']}<br>stage {stage}"
             )
-        fig.add_trace(go.Heatmap(
-            z=z_at(d, n_steps - 1), text=_grid([t["label"] for t in d["tokens"]], n_cols, ""),
-            hovertext=_grid(hover, n_cols, ""), hoverinfo="text", texttemplate="%{text}", textfont={"size": 12},
-            colorscale=_discrete_colorscale(), zmin=0, zmax=len(STATE_COLOURS), xgap=2, ygap=2,
-            visible=sid == shown, name=f"sample {sid}", showscale=True,
-            colorbar={"title": "token", "tickvals": [s + 0.5 for s in STATE_COLOURS],
-                      "ticktext": [STATE_NAMES[s] for s in STATE_COLOURS], "len": 1.0, "thickness": 18},
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Heatmap(
+                z=z_at(d, n_steps - 1),
+                text=_grid([t["label"] for t in d["tokens"]], n_cols, ""),
+                hovertext=_grid(hover, n_cols, ""),
+                hoverinfo="text",
+                texttemplate="%{text}",
+                textfont={"size": 12},
+                colorscale=_discrete_colorscale(),
+                zmin=0,
+                zmax=len(STATE_COLOURS),
+                xgap=2,
+                ygap=2,
+                visible=sid == shown,
+                name=f"sample {sid}",
+                showscale=True,
+                colorbar={
+                    "title": "token",
+                    "tickvals": [s + 0.5 for s in STATE_COLOURS],
+                    "ticktext": [STATE_NAMES[s] for s in STATE_COLOURS],
+                    "len": 1.0,
+                    "thickness": 18,
+                },
+            )
+        )
 
     def title(sid: int) -> str:
         d = data[sid]
-        return (f"Token explorer — sample {sid}: horizon {d['horizon']}/{d['n_tokens']} tokens, "
-                f"information gain {_fmt(d['information_gain_bits'])} bits")  # fmt: skip
+        return (
+            f"Token explorer — sample {sid}: horizon {d['horizon']}/{d['n_tokens']} tokens, "
+            f"information gain {_fmt(d['information_gain_bits'])} bits"
+        )
 
     steps = [
         {"method": "restyle", "label": str(k + 1), "args": [{"z": [z_at(data[sid], k) for sid in ids]}]}
         for k in range(n_steps)
     ]
     buttons = [
-        {"method": "update", "label": f"sample {sid} (h={data[sid]['horizon']})",
-         "args": [{"visible": [s == sid for s in ids]}, {"title.text": title(sid)}]}
+        {
+            "method": "update",
+            "label": f"sample {sid} (h={data[sid]['horizon']})",
+            "args": [{"visible": [s == sid for s in ids]}, {"title.text": title(sid)}],
+        }
         for sid in ids
-    ]  # fmt: skip
+    ]
     n_rows = max(len(_grid(d["tokens"], n_cols)) for d in data.values())
     fig.update_layout(
         title={"text": title(shown), "font": {"size": 15}},
-        sliders=[{"active": n_steps - 1, "steps": steps, "currentvalue": {"prefix": "after stage "},
-                  "pad": {"t": 40}}],
-        updatemenus=[{"buttons": buttons, "active": ids.index(shown), "x": 0.0, "xanchor": "left", "y": 1.03,
-                      "yanchor": "bottom"}] if len(ids) > 1 else [],
-        annotations=[{"text": "slider: replay the stages · hover a token: its surprisal and the steps its stage took"
-                              + (" · menu: sample" if len(ids) > 1 else ""),
-                      "x": 1.0, "xanchor": "right", "y": 1.04, "yanchor": "bottom", "xref": "paper", "yref": "paper",
-                      "showarrow": False, "font": {"size": 12, "color": "#555"}}],
+        sliders=[
+            {
+                "active": n_steps - 1,
+                "steps": steps,
+                "currentvalue": {"prefix": "after stage "},
+                "pad": {"t": 40},
+            }
+        ],
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "active": ids.index(shown),
+                "x": 0.0,
+                "xanchor": "left",
+                "y": 1.03,
+                "yanchor": "bottom",
+            }
+        ]
+        if len(ids) > 1
+        else [],
+        annotations=[
+            {
+                "text": "slider: replay the stages · hover a token: its surprisal and the steps its stage took"
+                + (" · menu: sample" if len(ids) > 1 else ""),
+                "x": 1.0,
+                "xanchor": "right",
+                "y": 1.04,
+                "yanchor": "bottom",
+                "xref": "paper",
+                "yref": "paper",
+                "showarrow": False,
+                "font": {"size": 12, "color": "#555"},
+            }
+        ],
         margin={"t": 110},
-        xaxis={"title": "token position within row", "showgrid": False, "zeroline": False,
-               "tickvals": list(range(0, n_cols, 4)), "ticktext": [f"+{c}" for c in range(0, n_cols, 4)]},
-        yaxis={"title": f"first token index of the row ({n_cols} per row)", "autorange": "reversed", "showgrid": False, "zeroline": False,
-               "tickvals": list(range(n_rows)), "ticktext": [str(r * n_cols) for r in range(n_rows)]},
-        width=1250, height=max(360, 46 * n_rows + 260), plot_bgcolor="white",
-    )  # fmt: skip
+        xaxis={
+            "title": "token position within row",
+            "showgrid": False,
+            "zeroline": False,
+            "tickvals": list(range(0, n_cols, 4)),
+            "ticktext": [f"+{c}" for c in range(0, n_cols, 4)],
+        },
+        yaxis={
+            "title": f"first token index of the row ({n_cols} per row)",
+            "autorange": "reversed",
+            "showgrid": False,
+            "zeroline": False,
+            "tickvals": list(range(n_rows)),
+            "ticktext": [str(r * n_cols) for r in range(n_rows)],
+        },
+        width=1250,
+        height=max(360, 46 * n_rows + 260),
+        plot_bgcolor="white",
+    )
     return fig, {"samples": data, "shown": shown, "n_steps": n_steps, "n_cols": n_cols}
 
 
@@ -233,13 +313,18 @@ def schematic_data(run: CramRun, sample_id: int, decode: Decode | None = None) -
     for r in run.trajectory(sample_id):
         L = int(r["stage_seq_len"])
         ids = r.get("input_ids") or []
-        out.append({
-            "stage_index": int(r["stage_index"]), "length": L,
-            "token": token_label(decode(ids[L - 1])) if 0 < L <= len(ids) else "",
-            "marginal_steps": int(r.get("marginal_steps", 0) or 0), "steps_taken": int(r.get("steps_taken", 0) or 0),
-            "surprisal": _finite(r.get("new_token_surprisal_bits")), "converged": bool(r.get("converged")),
-            "information_gain_bits": _finite(r.get("information_gain_bits")),
-        })  # fmt: skip
+        out.append(
+            {
+                "stage_index": int(r["stage_index"]),
+                "length": L,
+                "token": token_label(decode(ids[L - 1])) if 0 < L <= len(ids) else "",
+                "marginal_steps": int(r.get("marginal_steps", 0) or 0),
+                "steps_taken": int(r.get("steps_taken", 0) or 0),
+                "surprisal": _finite(r.get("new_token_surprisal_bits")),
+                "converged": bool(r.get("converged")),
+                "information_gain_bits": _finite(r.get("information_gain_bits")),
+            }
+        )
     return out
 
 
@@ -251,15 +336,40 @@ def progressive_schematic(
     rows = schematic_data(run, sid, decode)
     x = [f"{r['length']}: {r['token']}" for r in rows]
     colours = ["#4c78a8" if r["converged"] else "#e0565b" for r in rows]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("optimizer steps to absorb the new token (stage 1: the memory alone predicts token 1; "
-                                        "red: the stage that failed)",
-                                        "surprisal of the new token under the base model"))  # fmt: skip
-    fig.add_trace(go.Bar(x=x, y=[r["marginal_steps"] for r in rows], marker_color=colours, name="marginal steps",
-                         customdata=[r["steps_taken"] for r in rows],
-                         hovertemplate="%{x}<br>%{y} steps (cumulative %{customdata})<extra></extra>"), 1, 1)  # fmt: skip
-    fig.add_trace(go.Bar(x=x, y=[r["surprisal"] for r in rows], marker_color="#72b7b2", name="surprisal",
-                         hovertemplate="%{x}<br>%{y:.2f} bits<extra></extra>"), 2, 1)  # fmt: skip
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=(
+            "optimizer steps to absorb the new token (stage 1: the memory alone predicts token 1; "
+            "red: the stage that failed)",
+            "surprisal of the new token under the base model",
+        ),
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[r["marginal_steps"] for r in rows],
+            marker_color=colours,
+            name="marginal steps",
+            customdata=[r["steps_taken"] for r in rows],
+            hovertemplate="%{x}<br>%{y} steps (cumulative %{customdata})<extra></extra>",
+        ),
+        1,
+        1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[r["surprisal"] for r in rows],
+            marker_color="#72b7b2",
+            name="surprisal",
+            hovertemplate="%{x}<br>%{y:.2f} bits<extra></extra>",
+        ),
+        2,
+        1,
+    )
     fig.update_yaxes(title_text="marginal steps", row=1, col=1)
     fig.update_yaxes(title_text="surprisal (bits)", row=2, col=1)
     fig.update_xaxes(title_text="stage: target length L and the token it adds", tickangle=-60, row=2, col=1)
@@ -277,29 +387,65 @@ def progressive_schematic(
 # ----------------------------------------------------------------------------------------------- horizon / IG
 def horizon_ig_data(run: CramRun) -> list[dict]:
     return [
-        {"sample_id": s.sample_id, "text_id": s.text_id, "horizon": s.horizon, "length": len(s.sequence),
-         "information_gain_bits": 0.0 if s.horizon <= 1 else _finite(s.information_gain_bits),
-         "h_lm_bits": 0.0 if s.horizon <= 1 else _finite(s.h_lm_bits), "steps": s.steps}
+        {
+            "sample_id": s.sample_id,
+            "text_id": s.text_id,
+            "horizon": s.horizon,
+            "length": len(s.sequence),
+            "information_gain_bits": 0.0 if s.horizon <= 1 else _finite(s.information_gain_bits),
+            "h_lm_bits": 0.0 if s.horizon <= 1 else _finite(s.h_lm_bits),
+            "steps": s.steps,
+        }
         for s in run.samples
-    ]  # fmt: skip
+    ]
 
 
 def horizon_ig_bars(run: CramRun, title: str = "") -> tuple[go.Figure, list[dict]]:
     """Per sample: horizon (tokens) and information gain beside the base model's bits for the same prefix."""
     rows = horizon_ig_data(run)
     x = [str(r["sample_id"]) for r in rows]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("compression horizon (tokens reconstructed exactly)",
-                                        "bits for the horizon prefix (first token scored in neither)"))  # fmt: skip
-    fig.add_trace(go.Bar(x=x, y=[r["horizon"] for r in rows], marker_color="#4c78a8", name="horizon",
-                         text=[str(r["horizon"]) for r in rows], textposition="outside", showlegend=False,
-                         customdata=[[r["length"], r["steps"]] for r in rows],
-                         hovertemplate="sample %{x}: %{y} of %{customdata[0]} tokens, %{customdata[1]} steps"
-                                       "<extra></extra>"), 1, 1)  # fmt: skip
-    fig.add_trace(go.Bar(x=x, y=[r["h_lm_bits"] for r in rows], marker_color="#bab0ac",
-                         name="H_LM: base model, no memory"), 1, 2)  # fmt: skip
-    fig.add_trace(go.Bar(x=x, y=[r["information_gain_bits"] for r in rows], marker_color="#f58518",
-                         name="information gain H_LM - H_comp"), 1, 2)  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.1,
+        subplot_titles=(
+            "compression horizon (tokens reconstructed exactly)",
+            "bits for the horizon prefix (first token scored in neither)",
+        ),
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[r["horizon"] for r in rows],
+            marker_color="#4c78a8",
+            name="horizon",
+            text=[str(r["horizon"]) for r in rows],
+            textposition="outside",
+            showlegend=False,
+            customdata=[[r["length"], r["steps"]] for r in rows],
+            hovertemplate="sample %{x}: %{y} of %{customdata[0]} tokens, %{customdata[1]} steps"
+            "<extra></extra>",
+        ),
+        1,
+        1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x, y=[r["h_lm_bits"] for r in rows], marker_color="#bab0ac", name="H_LM: base model, no memory"
+        ),
+        1,
+        2,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[r["information_gain_bits"] for r in rows],
+            marker_color="#f58518",
+            name="information gain H_LM - H_comp",
+        ),
+        1,
+        2,
+    )
     sm = run.summary()
     igs = [r["information_gain_bits"] for r in rows if r["information_gain_bits"] is not None]
     model = run.config.get("settings", {}).get("model", "")

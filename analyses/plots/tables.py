@@ -51,17 +51,27 @@ def brittleness_table(
     """Plotly table: ours (one block per run directory) then the paper's rows (grey)."""
     rows = brittleness_rows(sources)
     cells = [
-        [r["run"], r["method"], str(r["samples"]), f"{r['tokens']:.1f}", f"{r['tf_pct']:.2f}", f"{r['greedy_pct']:.2f}",
-         f"{r['exact_pct']:.0f}", f"{r['mismatch_by_0']:.0f}/{r['mismatch_by_1']:.0f}/{r['mismatch_by_2']:.0f}"]
+        [
+            r["run"],
+            r["method"],
+            str(r["samples"]),
+            f"{r['tokens']:.1f}",
+            f"{r['tf_pct']:.2f}",
+            f"{r['greedy_pct']:.2f}",
+            f"{r['exact_pct']:.0f}",
+            f"{r['mismatch_by_0']:.0f}/{r['mismatch_by_1']:.0f}/{r['mismatch_by_2']:.0f}",
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     fill = ["white"] * len(cells)
     if paper:
         cells += [[str(c) for c in p] for p in PAPER_BRITTLENESS]
         fill += ["#f0f0f0"] * len(PAPER_BRITTLENESS)
     fig = _table(cells, TABLE_COLUMNS, fill, [1.6, 1.0, 0.6, 0.8, 0.6, 0.7, 0.6, 1.3])
-    fig.update_layout(title="Teacher forcing hides greedy failure: full cramming stopped at 99% TF vs progressive "
-                            "(scored on its horizon); grey: the paper (REFERENCE D.2, D.3)")  # fmt: skip
+    fig.update_layout(
+        title="Teacher forcing hides greedy failure: full cramming stopped at 99% TF vs progressive "
+        "(scored on its horizon); grey: the paper (REFERENCE D.2, D.3)"
+    )
     return fig, rows
 
 
@@ -78,11 +88,16 @@ def diversity_table(summary: Mapping, label: str) -> tuple[go.Figure, dict]:
     """The solution-diversity row (``analyses.diversity.summarize``) above the paper's rows."""
     cells = []
     if summary.get("N"):
-        cells.append([
-            label, str(summary["N"]), f"{summary['ig_cv']:.1f}%",
-            f"{summary['sol_dist_median']:.2f} [{summary['sol_dist_q1']:.2f}, {summary['sol_dist_q3']:.2f}]",
-            f"{summary['dir_cos']:+.2f} (1/√d = {summary['random_cos']:.3f})", f"{summary['disp_ratio']:.0f}x",
-        ])  # fmt: skip
+        cells.append(
+            [
+                label,
+                str(summary["N"]),
+                f"{summary['ig_cv']:.1f}%",
+                f"{summary['sol_dist_median']:.2f} [{summary['sol_dist_q1']:.2f}, {summary['sol_dist_q3']:.2f}]",
+                f"{summary['dir_cos']:+.2f} (1/√d = {summary['random_cos']:.3f})",
+                f"{summary['disp_ratio']:.0f}x",
+            ]
+        )
     fill = ["white"] * len(cells) + ["#f0f0f0"] * len(PAPER_DIVERSITY)
     cells += [list(p) for p in PAPER_DIVERSITY]
     cols = (
@@ -94,8 +109,10 @@ def diversity_table(summary: Mapping, label: str) -> tuple[go.Figure, dict]:
         "Disp. ratio",
     )
     fig = _table(cells, cols, fill, [2.0, 0.7, 0.6, 1.3, 1.3, 0.7])
-    fig.update_layout(title="Equally good solutions are far apart: same init, different learning rates "
-                            "(grey: the paper, REFERENCE D.5)")  # fmt: skip
+    fig.update_layout(
+        title="Equally good solutions are far apart: same init, different learning rates "
+        "(grey: the paper, REFERENCE D.5)"
+    )
     return fig, dict(summary)
 
 
@@ -103,13 +120,26 @@ def _table(
     cells: list[list[str]], columns: Sequence[str], fill: list[str], widths: Sequence[float]
 ) -> go.Figure:
     cols = [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in columns]
-    fig = go.Figure(go.Table(
-        columnwidth=list(widths),
-        header={"values": [f"<b>{c}</b>" for c in columns], "fill_color": "#4c78a8", "font": {"color": "white",
-                "size": 13}, "align": "left", "height": 30},
-        cells={"values": cols, "fill_color": [fill] * len(columns), "align": "left", "font": {"size": 12},
-               "height": 26, "line_color": "#d0d0d0"},
-    ))  # fmt: skip
+    fig = go.Figure(
+        go.Table(
+            columnwidth=list(widths),
+            header={
+                "values": [f"<b>{c}</b>" for c in columns],
+                "fill_color": "#4c78a8",
+                "font": {"color": "white", "size": 13},
+                "align": "left",
+                "height": 30,
+            },
+            cells={
+                "values": cols,
+                "fill_color": [fill] * len(columns),
+                "align": "left",
+                "font": {"size": 12},
+                "height": 26,
+                "line_color": "#d0d0d0",
+            },
+        )
+    )
     fig.update_layout(  # 150: room for headers that wrap to three lines
         width=1250, height=150 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
     )
@@ -131,24 +161,65 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
         b, bc = s["base"].get(VARIANT, {}), s["base_converged"].get(VARIANT, {})
         c, cc = s["cram"].get(VARIANT, {}), s["cram_converged"].get(VARIANT, {})
         rc = s.get("random_converged", {}).get(VARIANT, {})
-        r = {"task": task, "n": s["n_items"], "conv_pct": s["conv_pct"], "base_acc": b.get("acc"),
-             "base_acc_tok": b.get("acc_tok"), "base_conv_acc": bc.get("acc"), "cram_conv_acc": cc.get("acc"),
-             "cram_acc": c.get("acc"), "random_conv_acc": rc.get("acc")}  # fmt: skip
+        r = {
+            "task": task,
+            "n": s["n_items"],
+            "conv_pct": s["conv_pct"],
+            "base_acc": b.get("acc"),
+            "base_acc_tok": b.get("acc_tok"),
+            "base_conv_acc": bc.get("acc"),
+            "cram_conv_acc": cc.get("acc"),
+            "cram_acc": c.get("acc"),
+            "random_conv_acc": rc.get("acc"),
+        }
         rows.append(r)
-        cells.append([f"{model}: {task}" if model else task, str(r["n"]), _f(r["conv_pct"]), _f(r["base_acc"]), _f(r["base_acc_tok"]),
-                      _f(r["base_conv_acc"]), _f(r["cram_conv_acc"]), _f(r["cram_acc"]), _f(r["random_conv_acc"])])  # fmt: skip
+        cells.append(
+            [
+                f"{model}: {task}" if model else task,
+                str(r["n"]),
+                _f(r["conv_pct"]),
+                _f(r["base_acc"]),
+                _f(r["base_acc_tok"]),
+                _f(r["base_conv_acc"]),
+                _f(r["cram_conv_acc"]),
+                _f(r["cram_acc"]),
+                _f(r["random_conv_acc"]),
+            ]
+        )
     fill = ["white"] * len(cells)
     for task in summaries:
         if task in PAPER_DOWNSTREAM:
             base, full, prog = PAPER_DOWNSTREAM[task]
-            cells.append([f"paper SmolLM2-1.7B: {task}", "512", f"full {full.split(' / ')[1]}", "–", base, "–",
-                          f"full {full.split(' / ')[0]}, prog {prog.split(' / ')[0]}", "–", "–"])  # fmt: skip
+            cells.append(
+                [
+                    f"paper SmolLM2-1.7B: {task}",
+                    "512",
+                    f"full {full.split(' / ')[1]}",
+                    "–",
+                    base,
+                    "–",
+                    f"full {full.split(' / ')[0]}, prog {prog.split(' / ')[0]}",
+                    "–",
+                    "–",
+                ]
+            )
             fill.append(GREY)
-    cols = ("task", "items", "Conv %", "Base acc (all)", "Base tok-norm (all)", "Base acc (conv.)",
-            "Cram acc (conv.)", "Cram acc (all)", "Random vector, same norm (conv.)")  # fmt: skip
+    cols = (
+        "task",
+        "items",
+        "Conv %",
+        "Base acc (all)",
+        "Base tok-norm (all)",
+        "Base acc (conv.)",
+        "Cram acc (conv.)",
+        "Cram acc (all)",
+        "Random vector, same norm (conv.)",
+    )
     fig = _table(cells, cols, fill, [2.0, 0.5, 0.8, 0.9, 1.0, 0.9, 1.3, 0.9, 1.0])
-    fig.update_layout(title="Reconstruction is not understanding: likelihood multiple choice with and without the "
-                      "crammed context (context+ending PPL; chance 25%; grey: paper D.6)")  # fmt: skip
+    fig.update_layout(
+        title="Reconstruction is not understanding: likelihood multiple choice with and without the "
+        "crammed context (context+ending PPL; chance 25%; grey: paper D.6)"
+    )
     return fig, rows
 
 
@@ -165,10 +236,29 @@ def mmlu_table(summary: Mapping, model: str) -> tuple[go.Figure, list[dict]]:
     """Per mode (``summary.json`` of ``scripts/downstream.py --task mmlu``): Acc, Valid, both parsers, cram TF."""
     modes = summary["modes"]
     rows = [{"mode": m, **v} for m, v in modes.items()]
-    cells = [[m, str(v["n"]), _f(v["acc"]), _f(v["valid"]), _f(v["acc_ref"]), _f(v["valid_ref"]),
-              _f(v.get("cram_tf"), "{:.3f}"), PAPER_MMLU.get(m, "–")] for m, v in modes.items()]  # fmt: skip
-    cols = ("mode", "items", "Acc %", "Valid %", "Acc % (ref. parser)", "Valid % (ref. parser)", "cram TF",
-            "paper SmolLM2-1.7B Acc (Valid)")  # fmt: skip
+    cells = [
+        [
+            m,
+            str(v["n"]),
+            _f(v["acc"]),
+            _f(v["valid"]),
+            _f(v["acc_ref"]),
+            _f(v["valid_ref"]),
+            _f(v.get("cram_tf"), "{:.3f}"),
+            PAPER_MMLU.get(m, "–"),
+        ]
+        for m, v in modes.items()
+    ]
+    cols = (
+        "mode",
+        "items",
+        "Acc %",
+        "Valid %",
+        "Acc % (ref. parser)",
+        "Valid % (ref. parser)",
+        "cram TF",
+        "paper SmolLM2-1.7B Acc (Valid)",
+    )
     fig = _table(cells, cols, ["white"] * len(cells), [1.0, 0.5, 0.6, 0.6, 1.0, 1.0, 0.6, 1.4])
     subj = ", ".join(summary.get("subjects", []))
     who = f"{model}: " if model else ""
@@ -190,21 +280,43 @@ def sink_table(results: Sequence[dict]) -> tuple[go.Figure, list[dict]]:
     for r in results:
         t = r["table"]
         c, o, k = t["compression"], t["orig"], t.get("control")
-        rows.append({"model": r["model"], "n": r["n"], **{f"{name}_{key}": v for name, d in t.items()
-                                                           for key, v in d.items()}})  # fmt: skip
-        cells.append([r["model"], str(r["n"]), f"{c['mean']:.2f} ± {c['std']:.2f}", f"{o['mean']:.2f} ± {o['std']:.2f}",
-                      f"{c['diff']:+.2f}", f"{c['corr']:.4f}",
-                      f"{k['mean']:.2f} ± {k['std']:.2f} (corr {k['corr']:.2f})" if k else "–"])  # fmt: skip
+        rows.append(
+            {
+                "model": r["model"],
+                "n": r["n"],
+                **{f"{name}_{key}": v for name, d in t.items() for key, v in d.items()},
+            }
+        )
+        cells.append(
+            [
+                r["model"],
+                str(r["n"]),
+                f"{c['mean']:.2f} ± {c['std']:.2f}",
+                f"{o['mean']:.2f} ± {o['std']:.2f}",
+                f"{c['diff']:+.2f}",
+                f"{c['corr']:.4f}",
+                f"{k['mean']:.2f} ± {k['std']:.2f} (corr {k['corr']:.2f})" if k else "–",
+            ]
+        )
         fill.append("white")
         if r["model"] in PAPER_SINK:
             name, pc, po, pd, pr = PAPER_SINK[r["model"]]
             cells.append([f"paper: {name}", "–", pc, po, pd, pr, "–"])
             fill.append(GREY)
-    cols = ("model", "texts", "memory at position 0", "position 0 of the plain text", "diff", "corr (layer profiles)",
-            "ordinary token at the memory slot")  # fmt: skip
+    cols = (
+        "model",
+        "texts",
+        "memory at position 0",
+        "position 0 of the plain text",
+        "diff",
+        "corr (layer profiles)",
+        "ordinary token at the memory slot",
+    )
     fig = _table(cells, cols, fill, [1.3, 0.5, 1.2, 1.3, 0.6, 0.9, 1.6])
-    fig.update_layout(title="Attention sink: head-averaged attention mass on position 0, mean over layers (%); "
-                      "grey: paper D.9")  # fmt: skip
+    fig.update_layout(
+        title="Attention sink: head-averaged attention mass on position 0, mean over layers (%); "
+        "grey: paper D.9"
+    )
     return fig, rows
 
 
