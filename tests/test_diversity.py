@@ -40,8 +40,10 @@ def test_random_displacements_match_the_inverse_sqrt_d_baseline():
     g = torch.Generator().manual_seed(1)
     d = 576
     e0 = torch.randn(d, generator=g)
-    coss = [dv.group_metrics(e0, [e0 + torch.randn(d, generator=g) for _ in range(2)], [1.0, 1.0])["dir_cos"]
-            for _ in range(400)]
+    coss = [
+        dv.group_metrics(e0, [e0 + torch.randn(d, generator=g) for _ in range(2)], [1.0, 1.0])["dir_cos"]
+        for _ in range(400)
+    ]
     sd = float(torch.tensor(coss).std())
     assert abs(float(torch.tensor(coss).mean())) < 0.01
     assert sd == pytest.approx(1 / math.sqrt(d), rel=0.15)
@@ -59,8 +61,16 @@ def _sweep_run(lr: float, trajs: dict[int, torch.Tensor], horizon: dict[int, int
     for sid, X in trajs.items():
         for k, x in enumerate(X):
             L = k + 1
-            rows.append({"sample_id": sid, "stage_index": k, "stage_seq_len": L, "embedding": x.reshape(1, -1),
-                         "converged": L <= horizon[sid], "information_gain_bits": 2.0 * L})
+            rows.append(
+                {
+                    "sample_id": sid,
+                    "stage_index": k,
+                    "stage_seq_len": L,
+                    "embedding": x.reshape(1, -1),
+                    "converged": L <= horizon[sid],
+                    "information_gain_bits": 2.0 * L,
+                }
+            )
     cfg = {"settings": {"kind": "progressive", "seed": seed, "recipe": {"init": "random0.02", "lr": lr}}}
     return CramRun("progressive", [], rows, cfg)
 
@@ -89,8 +99,10 @@ def test_shared_grid_top_survives_a_run_stuck_at_the_start():
     d, n = 16, 12
     e0 = {0: make_memory_row(0, d)}
     g = torch.Generator().manual_seed(3)
-    runs = {lr: _sweep_run(lr, {0: e0[0] + torch.randn(n, d, generator=g)}, {0: h})
-            for lr, h in ((0.01, 1), (0.1, 9), (0.5, 12))}
+    runs = {
+        lr: _sweep_run(lr, {0: e0[0] + torch.randn(n, d, generator=g)}, {0: h})
+        for lr, h in ((0.01, 1), (0.1, 9), (0.5, 12))
+    }
     assert dv.solution_groups(runs, min_length=4) == []  # the paper's grid ends at the stuck run's 1 token
     groups = dv.solution_groups(runs, min_length=4, grid_top="shared")
     assert [gr.length for gr in groups] == list(range(4, 10)) and all(gr.lrs == [0.1, 0.5] for gr in groups)
@@ -114,8 +126,17 @@ def test_mismatched_inits_are_refused():
 
 def test_lr_sweep_shares_the_init(tiny_llama, tmp_path):
     texts = [[5, 9, 13], [11, 4, 8]]
-    runs = dv.run_lr_sweep(tiny_llama, texts, [0.1, 0.4], tmp_path, seq_len=None, recipe="fast", batch_size=2,
-                           steps_per_stage=25, steps_per_sample=100)
+    runs = dv.run_lr_sweep(
+        tiny_llama,
+        texts,
+        [0.1, 0.4],
+        tmp_path,
+        seq_len=None,
+        recipe="fast",
+        batch_size=2,
+        steps_per_stage=25,
+        steps_per_sample=100,
+    )
     assert sorted(runs) == [0.1, 0.4] and (tmp_path / "lrsweep_0.1" / "rows.jsonl").exists()
     mem = make_memory(tiny_llama, 2, 1, "random0.02", 0, [0, 1]).materialize().detach()
     for sid in (0, 1):
@@ -132,5 +153,5 @@ def test_lr_sweep_shares_the_init(tiny_llama, tmp_path):
         batch_size=2,
         steps_per_stage=25,
         steps_per_sample=100,
-    )  (resumes: nothing to do)
+    )  # resumes: nothing to do
     assert len(again[0.1].rows) == len(runs[0.1].rows)
