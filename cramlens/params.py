@@ -15,10 +15,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import CramlensError, check
+
+if TYPE_CHECKING:
+    from .spec import CramSpec
 
 INIT_HELP = (
     "random<s> (U[0,s), paper: random0.02), neg_random<s> (U[-s,s)), normal<s> (N(0,s^2)), zeros, "
@@ -112,17 +116,21 @@ class Memory:
 def make_memory(
     model,
     n_samples: int,
-    n_mem: int,
-    init: str = "random0.02",
-    seed: int = 0,
+    spec: CramSpec,
     indices: list[int] | None = None,
-    parametrization: str = "direct",
-    low_dim: int = 0,
     shared_projection: dict[str, torch.Tensor] | None = None,
     pca_basis: tuple[torch.Tensor, torch.Tensor] | None = None,
     token_embeds: list[torch.Tensor] | None = None,
 ) -> Memory:
-    """Initial trainable memory for ``n_samples`` samples (global run indices ``indices`` seed each one)."""
+    """Initial trainable memory for ``n_samples`` samples (global run indices ``indices`` seed each one).
+
+    ``spec`` gives the memory's shape and kind: ``layout.n_mem`` rows, ``recipe.init``, ``seed``,
+    ``parametrization`` and ``low_dim``. ``shared_projection`` is the run's shared ``W, b`` (``low_dim`` with
+    ``shared_projection``), ``pca_basis`` the ``(components, mean)`` of ``pca``, ``token_embeds`` the samples'
+    token embeddings (init ``mean_token_embeds``).
+    """
+    n_mem, init, seed = spec.layout.n_mem, spec.recipe.init, spec.seed
+    parametrization, low_dim = spec.parametrization, spec.low_dim
     d = model.cfg.d_model
     device = model.cfg.device
     indices = list(range(n_samples)) if indices is None else indices

@@ -63,17 +63,16 @@ class CrammedSample:
         return torch.tensor([ids], device=self._model().cfg.device)
 
     def generate(self, n_tokens: int | None = None, as_text: bool = True):
-        """Greedy decode from the memory alone (default length: the horizon; the whole text for full cramming)."""
-        from .metrics import greedy_decode
+        """Greedy generation from the memory alone through the KV cache (default length: the horizon; the whole text
+        for full cramming). Under Kuratov's scoring the first token is given, not generated."""
+        from .generation import generate, given_count
 
         model = self._model()
         n = self._default_length() if n_tokens is None else n_tokens
-        k = min(self.layout.first_scored(), n)  # Kuratov scoring: the first token is given, not decoded
+        k = min(given_count(model, self.layout), n)
         given = self.sequence[:k]
-        pad_to = len(self.layout.prefix(model)) + self.layout.n_mem + n - 1
-        prompt = torch.tensor([given], dtype=torch.long) if k else None
         mem = self.embedding.to(model.cfg.device)[None]
-        ids = given + greedy_decode(model, mem, n - k, self.layout, pad_to=pad_to, prompt=prompt)[0].tolist()
+        ids = given + generate(model, mem, n - k, self.layout, given=given).ids
         return model.tokenizer.decode(ids) if as_text else ids
 
     def accuracy(self, n_tokens: int | None = None) -> float:

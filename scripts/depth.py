@@ -6,8 +6,9 @@
     python scripts/depth.py --table-only --out runs/capacity        # the table and heatmap of what is done
 
 Every variant lives in ``<out>/<model>/<variant>/`` (finetune checkpoint, cramming run directory, result.json);
-rerunning the same command resumes. The finetune defaults are a short CPU recipe (analyses.depth.CPU_FINETUNE);
-the paper's full recipe is analyses.depth.PAPER_FINETUNE (5,000 steps x 256 x 1024 tokens on fineweb-edu).
+rerunning the same command resumes. The finetune defaults are a short CPU recipe
+(analyses.recovery_finetune.CPU_FINETUNE); the paper's full recipe is analyses.recovery_finetune.PAPER_FINETUNE
+(5,000 steps x 256 x 1024 tokens on fineweb-edu).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def parse(argv=None) -> argparse.Namespace:
         help="which blocks N keeps: first N (paper's main table), last N, first N + last N",
     )
     g.add_argument("--no-finetune", action="store_true", help="cram the truncated models as they are")
-    f = p.add_argument_group("recovery finetune (short CPU defaults; paper: analyses.depth.PAPER_FINETUNE)")
+    f = p.add_argument_group(
+        "recovery finetune (short CPU defaults; paper: analyses.recovery_finetune.PAPER_FINETUNE)"
+    )
     f.add_argument("--ft-steps", type=int, default=200)
     f.add_argument("--ft-seq-len", type=int, default=64)
     f.add_argument("--ft-batch-size", type=int, default=4)
@@ -96,8 +99,9 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
     from analyses import capacity as cap
-    from analyses.depth import CPU_FINETUNE
     from analyses.plots.capacity_report import depth_markdown, depth_table
+    from analyses.recovery_finetune import CPU_FINETUNE
+    from cramlens.spec import CramSpec
 
     if not a.table_only:
         import time
@@ -122,19 +126,8 @@ def main(argv=None) -> None:
         def log(msg):
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
-        cap.depth_sweep(
-            variants,
-            a.data,
-            a.samples,
-            a.seq_len,
-            cli.recipe_from_args(a),
-            ft,
-            a.out,
-            a.batch_size,
-            a.seed,
-            load=load,
-            log=log,
-        )
+        spec = CramSpec(recipe=cli.recipe_from_args(a), batch_size=a.batch_size or a.samples, seed=a.seed)
+        cap.depth_sweep(variants, a.data, a.samples, a.seq_len, spec, ft, a.out, load=load, log=log)
     results = cap.collect_results(a.out)
     console.print(depth_table(results))
     md = depth_markdown(results)

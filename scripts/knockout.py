@@ -105,7 +105,24 @@ def parse(argv=None) -> argparse.Namespace:
     )
     g.add_argument("--sink-texts", type=int, default=4, help="number of texts")
     g.add_argument("--sink-len", type=int, default=16, help="tokens per text")
-    g.add_argument("--sink-steps", type=int, default=300, help="cram budget per text")
+    g.add_argument(
+        "--sink-from",
+        default="progressive",
+        choices=["progressive", "full"],
+        help="progressive (default, the paper's): each text's final progressive-stage embedding, measured on the "
+        "prefix it reconstructs; full: a full cram of the whole text (the earlier CPU protocol)",
+    )
+    g.add_argument(
+        "--sink-run",
+        default=None,
+        help="read the progressive embeddings from this finished run directory (e.g. runs/prog6) instead of cramming",
+    )
+    g.add_argument(
+        "--sink-steps",
+        type=int,
+        default=None,
+        help="cram budget per text (default: the paper recipe's 10,000 per sample for progressive, 300 for full)",
+    )
     g.add_argument(
         "--sink-hellaswag", type=int, default=0, help="also use this many HellaSwag crams (same model)"
     )
@@ -301,6 +318,44 @@ def _stack(items, crams):
     return torch.stack([crams[it.id].embedding for it in items])
 
 
+def _sink_crams(model, a):
+    """The crammed texts of the sink table: a finished progressive run, a new progressive run, or full crams."""
+    import cramlens as cl
+
+    if a.sink_run:
+        return cl.load_run(a.sink_run, model=model)
+    texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
+    layout = cl.Layout(score_from=a.score_from)
+    if a.sink_from == "progressive":
+        budget = {} if a.sink_steps is None else {"steps_per_sample": a.sink_steps}
+        return cl.progressive_cram(
+            model,
+            texts,
+            recipe="paper",
+            batch_size=len(texts),
+            layout=layout,
+            out=Path(a.out) / f"sink_progressive_{a.model}",
+            resume=True,
+            **budget,
+        )
+    return cl.cram(
+        model,
+        texts,
+        recipe="downstream",
+        max_steps=a.sink_steps or 300,
+        batch_size=len(texts),
+        layout=layout,
+        out=Path(a.out) / f"sink_crams_{a.model}",
+        resume=True,
+        check_greedy=False,
+    )
+
+
+def _sink_tokens(s) -> list[int]:
+    """What the sink profile reads: the reconstructed prefix (progressive) or the whole crammed text (full)."""
+    return list(s.sequence[: s.horizon]) if s.kind == "progressive" else list(s.sequence)
+
+
 def run_sink(model, a, console) -> dict:
     import torch
 
@@ -309,20 +364,10 @@ def run_sink(model, a, console) -> dict:
     from analyses.downstream import converged
     from analyses.plots import eval_figures as ef
 
-    texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
-    run = cl.cram(
-        model,
-        texts,
-        recipe="downstream",
-        max_steps=a.sink_steps,
-        batch_size=len(texts),
-        layout=cl.Layout(score_from=a.score_from),
-        out=Path(a.out) / f"sink_crams_{a.model}",
-        resume=True,
-        check_greedy=False,
-    )
+    run = _sink_crams(model, a)
     ok = converged if a.sink_converged_only else (lambda s: True)
-    samples = [s for s in run.samples if ok(s)]
+    # a progressive sample is measured on the prefix its final stage reconstructs (horizon 0: nothing to measure)
+    samples = [s for s in run.samples if ok(s) and len(_sink_tokens(s)) >= 2]
     if a.sink_hellaswag:
         _, crams = get_crams(model, a, console)
         samples += [s for s in crams.values() if converged(s)][: a.sink_hellaswag]
@@ -332,12 +377,14 @@ def run_sink(model, a, console) -> dict:
     )
     if not samples:
         raise cl.CramlensError("no crammed text to analyse; raise --sink-steps or drop --sink-converged-only")
-    s_max = min(len(s.sequence) for s in samples)  # positions per input (same count with and without memory)
+    s_max = min(
+        len(_sink_tokens(s)) for s in samples
+    )  # positions per input (same count with and without memory)
     tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
     ctrl = model.W_E[tok].detach()[None]
     prof = {"compression": [], "orig": [], "control": []}
     for s in samples:
-        seq = list(s.sequence)
+        seq = _sink_tokens(s)
         prof["compression"].append(ko.sink_profile(model, seq, s.embedding, s_max))
         prof["orig"].append(ko.sink_profile(model, seq, None, s_max))
         prof["control"].append(ko.sink_profile(model, seq, ctrl, s_max))

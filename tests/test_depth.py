@@ -1,4 +1,5 @@
-"""Truncated-depth variants (analyses.depth): exactness of truncation, cfg consistency, finetuning."""
+"""Truncated-depth variants (analyses.depth, analyses.recovery_finetune): exactness of truncation, cfg consistency,
+finetuning."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from analyses.depth import (
-    FinetuneConfig,
-    evaluate,
-    finetune,
-    kept_layers,
-    lm_corpus,
-    load_finetuned,
-    truncate,
-    variant_name,
-)
+from analyses.depth import kept_layers, truncate, variant_name
+from analyses.recovery_finetune import FinetuneConfig, evaluate, finetune, lm_corpus, load_finetuned
 from cramlens.errors import CramlensError
 
 

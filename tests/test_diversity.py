@@ -10,6 +10,7 @@ import torch
 from analyses import diversity as dv
 from cramlens import CramRun
 from cramlens.params import make_memory
+from cramlens.spec import CramSpec
 
 
 def test_orthogonal_displacements_give_zero_cosine():
@@ -138,7 +139,7 @@ def test_lr_sweep_shares_the_init(tiny_llama, tmp_path):
         steps_per_sample=100,
     )
     assert sorted(runs) == [0.1, 0.4] and (tmp_path / "lrsweep_0.1" / "rows.jsonl").exists()
-    mem = make_memory(tiny_llama, 2, 1, "random0.02", 0, [0, 1]).materialize().detach()
+    mem = make_memory(tiny_llama, 2, CramSpec(seed=0).with_(init="random0.02"), [0, 1]).materialize().detach()
     for sid in (0, 1):
         a, b = dv.initial_embedding(runs[0.1], sid), dv.initial_embedding(runs[0.4], sid)
         assert torch.equal(a, b) and torch.equal(a, mem[sid])  # the engine's actual init

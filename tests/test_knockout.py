@@ -272,6 +272,8 @@ def test_sink_table_script_runs_on_a_tiny_model(tmp_path):
         "6",
         "--sink-steps",
         "3",
+        "--sink-from",
+        "full",
         "--out",
         str(tmp_path),
         "--figures",
@@ -282,3 +284,44 @@ def test_sink_table_script_runs_on_a_tiny_model(tmp_path):
     assert res["n"] == 2 and len(res["tf"]) == 2 and (tmp_path / "f" / "tiny-llama_sink.md").exists()
     with pytest.raises(cl.CramlensError, match="sink-converged-only"):  # 3 steps reconstruct nothing exactly
         script.main(args + ["--sink-converged-only", "--out", str(tmp_path / "b")])
+
+
+def test_sink_table_reads_final_progressive_embeddings_by_default(tmp_path, tiny_llama):
+    """The paper's protocol: each text's final progressive-stage embedding, on the prefix it reconstructs."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import knockout as script
+
+    texts = cl.load_texts("builtin", tiny_llama.tokenizer, n_samples=3, seq_len=8)
+    run = cl.progressive_cram(
+        tiny_llama,
+        texts,
+        recipe="fast",
+        batch_size=3,
+        steps_per_stage=60,
+        steps_per_sample=400,
+        out=tmp_path / "prog",
+    )
+    usable = [s for s in run.samples if s.horizon >= 2]
+    assert usable, "the tiny model should reconstruct at least two tokens of some text"
+    args = [
+        "--model",
+        "tiny-llama",
+        "--sink",
+        "--no-sweep",
+        "--sink-run",
+        str(tmp_path / "prog"),
+        "--out",
+        str(tmp_path),
+        "--figures",
+        str(tmp_path / "f"),
+    ]
+    script.main(args)
+    res = json.loads((tmp_path / "sink_tiny-llama.json").read_text())
+    assert res["n"] == len(usable)
+    assert res["s_max"] == min(
+        s.horizon for s in usable
+    )  # measured on the reconstructed prefix, not the text

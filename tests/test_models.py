@@ -13,7 +13,8 @@ from transformer_lens import HookedTransformer
 
 from cramlens import gguf_loading
 from cramlens.errors import CramlensError
-from cramlens.gguf_loading import cache_dir, load_entry, save_entry, smollm2_tokenizer_dir
+from cramlens.gguf_loading import smollm2_tokenizer_dir
+from cramlens.model_cache import cache_dir, load_entry, save_entry
 from cramlens.models import OFFLINE_NAMES, available_models, load_model
 
 TEXT = "The quick brown fox jumps over the lazy dog."

@@ -15,7 +15,8 @@ import re
 import pytest
 import torch
 
-from cramlens.gguf_loading import FORMAT_VERSION, cache_dir, gguf_file
+from cramlens.gguf_loading import gguf_file
+from cramlens.model_cache import FORMAT_VERSION, cache_dir
 
 pytestmark = pytest.mark.integration
 

@@ -133,7 +133,7 @@ def tokenizer_for(model_name: str):
     try:
         from transformers import AutoTokenizer
 
-        from cramlens.gguf_loading import FORMAT_VERSION, cache_dir
+        from cramlens.model_cache import FORMAT_VERSION, cache_dir
 
         name = (
             "tokenizers/smollm2" if model_name in ("tiny-llama", "tiny-gpt2") else f"{model_name}/tokenizer"
