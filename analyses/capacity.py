@@ -7,15 +7,16 @@ capacity utilisation ``IG / (16 d_model)``. Per source or variant, mean ± std (
 theoretical capacity is ``16 d_model / log2 |V|`` tokens (:func:`theoretical_capacity_tokens`: the fp16 bit budget
 of the vector over the bits of a uniformly random token).
 
-Two drivers share one directory layout, ``<root>/<model>/<variant>/<source>/`` (a cramlens run directory, resumable),
-so the full-model PG-19 cell of the depth sweep is the PG-19 source of the capacity run when settings agree:
+Two drivers share one directory layout, ``<root>/<model>/<variant>/<source>/`` (:func:`cram_dir`; a cramlens run
+directory, resumable), so the full-model PG-19 cell of the depth sweep is the PG-19 source of the capacity run when
+settings agree:
 
-- :func:`capacity_run` (issue 12): progressive cramming of texts from several sources on one model;
-- :func:`depth_sweep` (issue 9): per (model, scheme, N) truncate (:mod:`analyses.depth`), finetune briefly
-  (:mod:`analyses.recovery_finetune`, in ``<variant>/finetune/``), cram the same texts, write
-  ``<variant>/result.json``.
+- :func:`capacity_run` (issue 12, here): progressive cramming of texts from several sources on one model;
+- the depth sweep (issue 9) in :mod:`analyses.depth_sweep`, which uses this module's texts, runs and per-sample
+  numbers.
 
-Figures (plotly HTML + PNG): :func:`depth_heatmap`, :func:`horizon_vs_ig_figure`.
+The published rows (:data:`PAPER_DEPTH`, :data:`PAPER_WIDTH`, :data:`KURATOV`) are printed beside ours by
+:mod:`analyses.plots.capacity_report`, which also draws the figures.
 """
 
 from __future__ import annotations
@@ -27,17 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from transformer_lens import HookedTransformer
 
 from cramlens.errors import check
 from cramlens.results import CramRun
 from cramlens.runs import atomic_write_text
-
-if TYPE_CHECKING:
-    from analyses.recovery_finetune import FinetuneConfig
-    from cramlens.spec import CramSpec
 
 FP16_BITS = 16
 
@@ -297,121 +293,3 @@ def load_capacity_samples(root: str | Path, model_name: str) -> list[SampleCapac
     p = Path(root) / model_name / "capacity_samples.json"
     check(p.exists(), f"{p} does not exist; run scripts/capacity.py for {model_name} first")
     return [SampleCapacity(**d) for d in json.loads(p.read_text())]
-
-
-# ----------------------------------------------------------------------------------------------- depth sweep
-@dataclass(frozen=True)
-class Variant:
-    model: str
-    n: int | None  # None: the full model
-    scheme: str = "first"
-    finetune: bool = True
-
-    @property
-    def name(self) -> str:
-        from analyses.depth import variant_name
-
-        return variant_name(self.n, self.scheme)
-
-
-def run_variant(
-    base: HookedTransformer,
-    v: Variant,
-    texts: Sequence,
-    source: str,
-    root: str | Path,
-    spec: CramSpec,
-    ft_cfg: FinetuneConfig | None,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Truncate ``base`` as ``v`` says, finetune (cached in ``<variant>/finetune``), cram ``texts`` with ``spec``'s
-    recipe, batch size and seed; one result row."""
-    from analyses.depth import truncate
-    from analyses.recovery_finetune import finetune, validation_loss
-
-    vdir = Path(root) / v.model / v.name
-    t0 = time.process_time()
-    model = base if v.n is None else truncate(base, v.n, v.scheme)
-    ft = None
-    if v.n is not None and v.finetune:
-        ft = finetune(
-            model,
-            ft_cfg,
-            out=vdir / "finetune",
-            resume=True,
-            progress=lambda s, loss: (
-                (s % 50 == 0) and log(f"  {v.model} {v.name} finetune step {s}: loss {loss:.3f}")
-            ),
-        )
-        log(
-            f"  {v.model} {v.name} finetuned: val loss {ft.val_loss_before:.3f} -> {ft.val_loss_after:.3f} nats"
-        )
-    val_loss = None
-    if ft is None and ft_cfg is not None:  # the same held-out windows, so unfinetuned rows are comparable
-        val_loss = validation_loss(model, ft_cfg)
-        log(f"  {v.model} {v.name} (not finetuned): val loss {val_loss:.3f} nats")
-    t_ft = time.process_time() - t0
-    out = cram_dir(root, v.model, v.name, source)
-    run = cram_source(model, texts, out, spec.recipe, spec.batch_size, spec.seed)
-    caps = sample_capacity(run, model.cfg.d_model, source_label(source), v.name)
-    summ = summarise(caps, by="variant")[0]
-    result = {
-        "model": v.model,
-        "variant": v.name,
-        "scheme": v.scheme,
-        "n": v.n,
-        "layers": model.cfg.n_layers,
-        "base_layers": base.cfg.n_layers,
-        "d_model": model.cfg.d_model,
-        "finetuned": ft is not None,
-        "val_loss_before": ft.val_loss_before if ft else val_loss,
-        "val_loss_after": ft.val_loss_after if ft else val_loss,
-        "finetune_steps": ft.steps if ft else 0,
-        "source": source_label(source),
-        "horizons": run.horizons(),
-        "samples": [asdict(c) for c in caps],
-        **summ,
-        "cpu_seconds_finetune": t_ft,
-        "cpu_seconds_total": time.process_time() - t0,
-        "recipe": run.config["settings"]["recipe"],
-    }
-    atomic_write_text(vdir / "result.json", json.dumps(result, indent=1, default=str))
-    return result
-
-
-def depth_sweep(
-    variants: Sequence[Variant],
-    source: str,
-    n_samples: int,
-    seq_len: int,
-    spec: CramSpec,
-    ft_cfg: FinetuneConfig | None,
-    root: str | Path,
-    load: Callable[[str], HookedTransformer] | None = None,
-    log: Callable[[str], None] = print,
-) -> list[dict]:
-    """Issue 9: every variant crams the same texts (chosen by the base model's tokenizer and ``spec.seed``) with
-    ``spec``'s recipe and batch size; resumable per variant. ``ft_cfg``: the recovery finetune (its held-out
-    windows also give the validation loss of variants that are not finetuned)."""
-    from cramlens import load_model
-
-    load = load or load_model
-    results, cache = [], {}
-    for v in variants:
-        if v.model not in cache:
-            cache.clear()  # one base model in memory at a time
-            cache[v.model] = load(v.model)
-        base = cache[v.model]
-        texts = load_source(base, source, n_samples, seq_len, spec.seed)
-        log(f"{v.model} {v.name}: start")
-        r = run_variant(base, v, texts, source, root, spec, ft_cfg, log)
-        log(
-            f"{v.model} {v.name}: horizons {r['horizons']} mean {r['horizon_mean']:.1f} ({r['cpu_seconds_total']:.0f} CPU-s)"
-        )
-        results.append(r)
-    return results
-
-
-def collect_results(root: str | Path) -> list[dict]:
-    """Every ``<root>/<model>/<variant>/result.json`` (finished variants of any sweep into ``root``)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(root).glob("*/*/result.json"))]

@@ -1,4 +1,4 @@
-"""Causal attention knockout sweeps (REFERENCE C.6) and the attention-sink table (C.7) over crammed embeddings.
+"""Causal attention knockout sweeps (REFERENCE C.6) over crammed embeddings, and the attention mass on the memory.
 
 Sweep: for every crammed HellaSwag context and every condition, score the item's endings with the paper's
 likelihood rule (context+ending tokens after the first, ``[mem]`` prepended, argmin of the mean NLL) and measure the
@@ -16,6 +16,8 @@ when no unmasked layer follows a masked one (``reverse:k``, ``forward:L``) and d
 
 Cost: the unmasked layers below a knockout's first masked layer are the cram forward's, so such conditions start
 from its cached ``resid_pre`` (``start_at_layer``) and pay only for the layers from there.
+
+The attention-sink table (C.7) is in :mod:`analyses.sinks`.
 """
 
 from __future__ import annotations
@@ -279,63 +281,6 @@ def attention_mass(
         for layer, a in store.items():
             a = a[0] if include_key_row else a[0, 1:]
             out[layer, i] = a.mean()
-    return out
-
-
-# ------------------------------------------------------------------------------------------- sink table (C.7)
-@torch.no_grad()
-def sink_profile(
-    model: HookedTransformer, ids: Sequence[int], memory: torch.Tensor | None, s_max: int
-) -> torch.Tensor:
-    """``m̄_l`` per layer: mean over s = 2..s_max of ``mean_{q=1..s-1} A_l(q, 0)`` for one input (%).
-
-    The input is ``[mem] + ids`` with ``memory`` (position 0 = the memory), else ``ids`` (position 0 = BOS, or the
-    first token for models without BOS). Causality makes ``A_l(q, 0)`` independent of the truncation length, so one
-    forward over ``s_max`` positions gives every ``m_l(s)``.
-    """
-    n_mem = 0 if memory is None else memory.shape[-2]
-    toks = ([placeholder_id(model)] * n_mem + list(ids))[:s_max]
-    store: dict[int, torch.Tensor] = {}
-    hs = cl.capture_attention_to(model, store, key=0, query_start=1)
-    if memory is not None:
-        hs = cl.inject(memory.reshape(1, n_mem, -1).to(model.cfg.device)) + hs
-    with hs.applied(model):
-        model(torch.tensor([toks], device=model.cfg.device), stop_at_layer=model.cfg.n_layers)
-    prof = torch.zeros(model.cfg.n_layers)
-    for layer, a in store.items():
-        prof[layer] = running_means(a[0].float().cpu()).mean()
-    return 100.0 * prof
-
-
-def running_means(a: torch.Tensor) -> torch.Tensor:
-    """``m(s) = mean(a[:s-1])`` for s = 2..len(a)+1: cumulative means of the per-query attention to key 0."""
-    return torch.cumsum(a, 0) / torch.arange(1, len(a) + 1, dtype=a.dtype)
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation of two profiles (nan when either is constant)."""
-    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
-    xc, yc = x - x.mean(), y - y.mean()
-    den = float(xc.norm() * yc.norm())
-    return float((xc * yc).sum()) / den if den > 0 else float("nan")
-
-
-def sink_table(profiles: dict[str, torch.Tensor], reference: str = "orig") -> dict[str, dict[str, float]]:
-    """The C.7 table from per-sample layer profiles ``{condition: [samples, layers]}`` (in %).
-
-    Per condition: mean ± std over samples of the layer-mean, ``diff`` = mean over samples of (condition − reference),
-    ``corr`` = Pearson between the sample-averaged layer profiles of the condition and of the reference.
-    """
-    ref = profiles[reference]
-    out = {}
-    for name, p in profiles.items():
-        per_sample = p.mean(dim=1)
-        out[name] = {
-            "mean": float(per_sample.mean()),
-            "std": float(per_sample.std(unbiased=True)) if len(per_sample) > 1 else 0.0,
-            "diff": float((per_sample - ref.mean(dim=1)).mean()),
-            "corr": pearson(p.mean(dim=0), ref.mean(dim=0)),
-        }
     return out
 
 

@@ -81,7 +81,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def parse_grid(entries: list[str], scheme: str, finetune: bool):
-    from analyses.capacity import Variant
+    from analyses.depth_sweep import Variant
     from cramlens.errors import check
 
     out = []
@@ -98,7 +98,7 @@ def parse_grid(entries: list[str], scheme: str, finetune: bool):
 def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
-    from analyses import capacity as cap
+    from analyses import depth_sweep as ds
     from analyses.plots.capacity_report import depth_markdown, depth_table
     from analyses.recovery_finetune import CPU_FINETUNE
     from cramlens.spec import CramSpec
@@ -127,8 +127,8 @@ def main(argv=None) -> None:
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
         spec = CramSpec(recipe=cli.recipe_from_args(a), batch_size=a.batch_size or a.samples, seed=a.seed)
-        cap.depth_sweep(variants, a.data, a.samples, a.seq_len, spec, ft, a.out, load=load, log=log)
-    results = cap.collect_results(a.out)
+        ds.depth_sweep(variants, a.data, a.samples, a.seq_len, spec, ft, a.out, load=load, log=log)
+    results = ds.collect_results(a.out)
     console.print(depth_table(results))
     md = depth_markdown(results)
     from cramlens.runs import atomic_write_text

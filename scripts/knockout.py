@@ -13,7 +13,8 @@ is read when it holds them and filled otherwise (HellaSwag items in file order w
 ``--max-ctx-tokens`` tokens, full cramming with the ``downstream`` recipe; only exactly reconstructed items are
 swept). Results are appended to ``--out/sweep.jsonl`` (a shard's to ``sweep.w<rank>.jsonl``) as they are measured;
 rerunning continues. ``--out/config.json`` holds the swept conditions as data (memory + ``Knockout``) and the other
-settings.
+settings. The sweep's library is ``analyses.knockout``; ``--sink`` calls ``analyses.sinks.run_sink``, which writes
+``--out/sink_<model>.json`` and ``--figures/<model>_sink.md``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,6 @@ from pathlib import Path
 
 from analyses.plots.io import save_figure
 from cramlens import CramlensError, cli
-
-PAPER_SINK = {  # REFERENCE D.9: (compression, BOS original, diff, corr)
-    "smollm2-135m": ("60.79 ± 17.6", "74.04 ± 11.45", "−13.25", "0.8475"),
-    "gemma-3-270m": ("12.94 ± 3.04", "60.87 ± 1.43", "−47.93", "0.3448"),
-}
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -318,94 +314,33 @@ def _stack(items, crams):
     return torch.stack([crams[it.id].embedding for it in items])
 
 
-def _sink_crams(model, a):
-    """The crammed texts of the sink table: a finished progressive run, a new progressive run, or full crams."""
-    import cramlens as cl
-
-    if a.sink_run:
-        return cl.load_run(a.sink_run, model=model)
-    texts = cl.load_texts(a.sink_data, model.tokenizer, n_samples=a.sink_texts, seq_len=a.sink_len)
-    layout = cl.Layout(score_from=a.score_from)
-    if a.sink_from == "progressive":
-        budget = {} if a.sink_steps is None else {"steps_per_sample": a.sink_steps}
-        return cl.progressive_cram(
-            model,
-            texts,
-            recipe="paper",
-            batch_size=len(texts),
-            layout=layout,
-            out=Path(a.out) / f"sink_progressive_{a.model}",
-            resume=True,
-            **budget,
-        )
-    return cl.cram(
-        model,
-        texts,
-        recipe="downstream",
-        max_steps=a.sink_steps or 300,
-        batch_size=len(texts),
-        layout=layout,
-        out=Path(a.out) / f"sink_crams_{a.model}",
-        resume=True,
-        check_greedy=False,
-    )
-
-
-def _sink_tokens(s) -> list[int]:
-    """What the sink profile reads: the reconstructed prefix (progressive) or the whole crammed text (full)."""
-    return list(s.sequence[: s.horizon]) if s.kind == "progressive" else list(s.sequence)
-
-
 def run_sink(model, a, console) -> dict:
-    import torch
-
-    import cramlens as cl
-    from analyses import knockout as ko
+    """The C.7 sink table of ``--model`` (:func:`analyses.sinks.run_sink` with the ``--sink-*`` settings)."""
     from analyses.downstream import converged
-    from analyses.plots import eval_figures as ef
+    from analyses.sinks import run_sink as sink_run
 
-    run = _sink_crams(model, a)
-    ok = converged if a.sink_converged_only else (lambda s: True)
-    # a progressive sample is measured on the prefix its final stage reconstructs (horizon 0: nothing to measure)
-    samples = [s for s in run.samples if ok(s) and len(_sink_tokens(s)) >= 2]
-    if a.sink_hellaswag:
+    def hellaswag():
         _, crams = get_crams(model, a, console)
-        samples += [s for s in crams.values() if converged(s)][: a.sink_hellaswag]
-    tf = [s.accuracy_final for s in samples]
-    console.log(
-        f"sink table on {len(samples)} crammed texts, {sum(t >= 1 for t in tf)} exact, mean TF {sum(tf) / max(1, len(tf)):.3f}"
+        return [s for s in crams.values() if converged(s)][: a.sink_hellaswag]
+
+    return sink_run(
+        model,
+        a.model,
+        a.out,
+        a.figures,
+        control_token=a.control_token,
+        converged_only=a.sink_converged_only,
+        extra_samples=hellaswag if a.sink_hellaswag else None,
+        log=console.log,
+        show=console.print,
+        run_dir=a.sink_run,
+        data=a.sink_data,
+        n_texts=a.sink_texts,
+        seq_len=a.sink_len,
+        source=a.sink_from,
+        steps=a.sink_steps,
+        score_from=a.score_from,
     )
-    if not samples:
-        raise cl.CramlensError("no crammed text to analyse; raise --sink-steps or drop --sink-converged-only")
-    s_max = min(
-        len(_sink_tokens(s)) for s in samples
-    )  # positions per input (same count with and without memory)
-    tok = model.to_tokens(a.control_token, prepend_bos=False)[0, 0].item()
-    ctrl = model.W_E[tok].detach()[None]
-    prof = {"compression": [], "orig": [], "control": []}
-    for s in samples:
-        seq = _sink_tokens(s)
-        prof["compression"].append(ko.sink_profile(model, seq, s.embedding, s_max))
-        prof["orig"].append(ko.sink_profile(model, seq, None, s_max))
-        prof["control"].append(ko.sink_profile(model, seq, ctrl, s_max))
-    profiles = {k: torch.stack(v) for k, v in prof.items()}
-    table = ko.sink_table(profiles, "orig")
-    res = {
-        "model": a.model,
-        "n": len(samples),
-        "s_max": s_max,
-        "table": table,
-        "tf": tf,
-        "profiles": {k: v.mean(0).tolist() for k, v in profiles.items()},
-    }
-    out = Path(a.out) / f"sink_{a.model}.json"
-    out.write_text(json.dumps(res, indent=1))
-    md = ef.sink_markdown({a.model: res}, PAPER_SINK)
-    console.print(md)
-    figs = Path(a.figures)
-    figs.mkdir(parents=True, exist_ok=True)
-    (figs / f"{a.model}_sink.md").write_text(md + "\n")
-    return res
 
 
 def main(argv=None) -> None:

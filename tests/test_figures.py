@@ -12,6 +12,8 @@ import torch
 from analyses.plots import registry as reg
 from analyses.plots import run_figures as F
 from analyses.plots import tables as T
+from analyses.plots import token_explorer as TE
+from analyses.plots import tokens
 from cramlens.layout import Layout
 from cramlens.loading_runs import samples_from_rows
 from cramlens.results import CramRun
@@ -87,7 +89,7 @@ def cell(z, i, n_cols=16):
 # ----------------------------------------------------------------------------------------------- token explorer
 def test_explorer_one_slider_step_per_stage_and_colours_mark_the_horizon():
     run = make_run()
-    fig, data = F.token_explorer(run, sample_ids=[0])
+    fig, data = TE.token_explorer(run, sample_ids=[0])
     steps = fig.layout.sliders[0].steps
     traj = run.trajectory(0)
     assert len(steps) == len(traj) == 6
@@ -98,20 +100,20 @@ def test_explorer_one_slider_step_per_stage_and_colours_mark_the_horizon():
         assert data["samples"][0]["stages"][k]["horizon"] == horizon
         shown = len(data["samples"][0]["tokens"])
         for i in range(shown):
-            reconstructed = cell(z, i) in (F.RECONSTRUCTED, F.JUST_ADDED)
+            reconstructed = cell(z, i) in (TE.RECONSTRUCTED, TE.JUST_ADDED)
             assert reconstructed == (i < horizon), (k, i)
         if traj[k]["converged"]:
-            assert cell(z, k) == F.JUST_ADDED  # the token this stage added
-            assert sum(cell(z, i) == F.JUST_ADDED for i in range(shown)) == 1
+            assert cell(z, k) == TE.JUST_ADDED  # the token this stage added
+            assert sum(cell(z, i) == TE.JUST_ADDED for i in range(shown)) == 1
         else:
-            assert cell(z, k) == F.FAILED and all(cell(z, i) != F.FAILED for i in range(shown) if i != k)
+            assert cell(z, k) == TE.FAILED and all(cell(z, i) != TE.FAILED for i in range(shown) if i != k)
     # the figure opens on the final state, the one a static export shows
     assert [list(r) for r in fig.data[0].z] == steps[-1].args[0]["z"][0]
 
 
 def test_explorer_hover_has_surprisal_and_marginal_steps():
     run = make_run()
-    fig, data = F.token_explorer(run, sample_ids=[0], decode=lambda t: f"w{t}")
+    fig, data = TE.token_explorer(run, sample_ids=[0], decode=lambda t: f"w{t}")
     toks = data["samples"][0]["tokens"]
     assert (
         toks[2]["label"] == "w102"
@@ -130,7 +132,7 @@ def test_explorer_hover_has_surprisal_and_marginal_steps():
 
 def test_explorer_several_samples_dropdown_and_clamped_steps():
     run = make_run()
-    fig, data = F.token_explorer(run)
+    fig, data = TE.token_explorer(run)
     assert len(fig.data) == 3
     assert [t.visible for t in fig.data] == [True, False, False]  # longest horizon shown first
     assert len(fig.layout.updatemenus[0].buttons) == 3
@@ -138,14 +140,23 @@ def test_explorer_several_samples_dropdown_and_clamped_steps():
     assert len(steps) == 6  # the most stages of any sample
     z_last_s1 = steps[-1].args[0]["z"][1]  # sample 1 has 3 stages: steps beyond keep its final state
     assert z_last_s1 == steps[2].args[0]["z"][1]
-    assert [cell(z_last_s1, i) for i in range(4)] == [F.RECONSTRUCTED, F.RECONSTRUCTED, F.FAILED, F.NOT_YET]
+    assert [cell(z_last_s1, i) for i in range(4)] == [
+        TE.RECONSTRUCTED,
+        TE.RECONSTRUCTED,
+        TE.FAILED,
+        TE.NOT_YET,
+    ]
     # sample 2 reached its full length (4 tokens): all reconstructed, no failure
     z2 = steps[-1].args[0]["z"][2]
-    assert [cell(z2, i) for i in range(4)] == [F.RECONSTRUCTED] * 3 + [F.JUST_ADDED]
+    assert [cell(z2, i) for i in range(4)] == [TE.RECONSTRUCTED] * 3 + [TE.JUST_ADDED]
 
 
 def test_token_label_makes_whitespace_visible():
-    assert F.token_label("\n") == "↵" and F.token_label("  ") == "··" and F.token_label(" the") == " the"
+    assert (
+        tokens.token_label("\n") == "↵"
+        and tokens.token_label("  ") == "··"
+        and tokens.token_label(" the") == " the"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- schematic, bars

@@ -9,6 +9,7 @@ import torch
 
 import cramlens as cl
 from analyses import knockout as ko
+from analyses import sinks
 from analyses.scoring import choice_sequences, residual, score_items
 from analyses.tasks import Item
 from cramlens.interventions import Knockout
@@ -185,29 +186,31 @@ def test_sink_profile_is_the_mean_of_running_means(tiny_llama):
     store: dict[int, torch.Tensor] = {}
     with cl.capture_attention_to(tiny_llama, store, key=0, query_start=1).applied(tiny_llama):
         tiny_llama(torch.tensor([seq]))
-    prof = ko.sink_profile(tiny_llama, seq, None, len(seq))
+    prof = sinks.sink_profile(tiny_llama, seq, None, len(seq))
     for layer, a in store.items():
         a = a[0]
         want = sum(float(a[: s - 1].mean()) for s in range(2, len(seq) + 1)) / (len(seq) - 1)
         assert float(prof[layer]) == pytest.approx(100 * want, rel=1e-5)
     # truncation: A(q, 0) does not depend on later tokens, so a shorter s_max is a prefix computation
-    short = ko.sink_profile(tiny_llama, seq, None, 4)
+    short = sinks.sink_profile(tiny_llama, seq, None, 4)
     for layer, a in store.items():
         want = sum(float(a[0, : s - 1].mean()) for s in range(2, 5)) / 3
         assert float(short[layer]) == pytest.approx(100 * want, rel=1e-5)
 
 
 def test_running_means_and_pearson():
-    torch.testing.assert_close(ko.running_means(torch.tensor([1.0, 3.0, 2.0])), torch.tensor([1.0, 2.0, 2.0]))
-    assert ko.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
-    assert ko.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    assert math.isnan(ko.pearson([1, 1, 1], [1, 2, 3]))
+    torch.testing.assert_close(
+        sinks.running_means(torch.tensor([1.0, 3.0, 2.0])), torch.tensor([1.0, 2.0, 2.0])
+    )
+    assert sinks.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert sinks.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(sinks.pearson([1, 1, 1], [1, 2, 3]))
 
 
 def test_sink_table_on_synthetic_profiles():
     comp = torch.tensor([[10.0, 20.0, 30.0], [20.0, 30.0, 40.0]])  # layer-means 20, 30
     orig = torch.tensor([[50.0, 60.0, 70.0], [60.0, 60.0, 60.0]])  # layer-means 60, 60
-    t = ko.sink_table({"compression": comp, "orig": orig})
+    t = sinks.sink_table({"compression": comp, "orig": orig})
     assert t["compression"]["mean"] == pytest.approx(25.0)
     assert t["compression"]["std"] == pytest.approx(math.sqrt(50.0))  # sample std of (20, 30)
     assert t["compression"]["diff"] == pytest.approx(-35.0)
@@ -247,7 +250,7 @@ def test_smollm2_full_knockout_equals_base_and_sink_profile_runs(smollm2):
     res = ko.sweep_chunk(smollm2, ko.make_chunk(smollm2, [item], crams), ["base", f"forward:{L}", "cram"], 5)
     assert res["base"][0]["pred"] == res[f"forward:{L}"][0]["pred"]
     assert res["base"][0]["ce_ctx"] == pytest.approx(res[f"forward:{L}"][0]["ce_ctx"], abs=1e-3)
-    prof = ko.sink_profile(smollm2, crams["i"].sequence, crams["i"].embedding, 8)
+    prof = sinks.sink_profile(smollm2, crams["i"].sequence, crams["i"].embedding, 8)
     assert prof.shape == (L,) and float(prof.min()) >= 0 and float(prof.max()) <= 100
 
 

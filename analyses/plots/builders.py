@@ -13,6 +13,10 @@ from plotly.subplots import make_subplots
 from . import run_figures as F
 from . import tables as T
 from .sources import COMMANDS, Built, Missing, Sources
+from .token_explorer import token_explorer
+
+#: Colours of the series of multi-line figures (cycled).
+PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac"]
 
 
 # ----------------------------------------------------------------------------------------------- progressive run
@@ -39,7 +43,7 @@ def build_schematic(src: Sources) -> list[Built]:
 
 def build_explorer(src: Sources) -> list[Built]:
     def b(run, p):
-        fig, data = F.token_explorer(run, decode=src.decode(run))
+        fig, data = token_explorer(run, decode=src.decode(run))
         return [Built("token_explorer", fig, data, [str(p)])]
 
     return _progressive(src, b)
@@ -181,7 +185,7 @@ def build_diversity(src: Sources) -> list[Built]:
 
 # ----------------------------------------------------------------------------------------------- depth / capacity
 def build_depth(src: Sources) -> list[Built]:
-    from ..capacity import collect_results
+    from ..depth_sweep import collect_results
     from .capacity_report import depth_figure
 
     root = src.where("capacity/*/*/result.json") / "capacity"
@@ -207,7 +211,7 @@ def build_capacity(src: Sources) -> list[Built]:
         fig = go.Figure()
         for i, d in enumerate(summarise(samples)):
             rows = [s for s in samples if s.source == d["source"]]
-            c = F.PALETTE[i % len(F.PALETTE)]
+            c = PALETTE[i % len(PALETTE)]
             fig.add_trace(
                 go.Scatter(
                     x=[s.horizon for s in rows],
@@ -254,7 +258,7 @@ def build_probes(src: Sources) -> list[Built]:
         r, c = i // cols + 1, i % cols + 1
         for j, cond in enumerate(conds):
             rs = [x for x in rows if x["task"] == task and x["condition"] == cond]
-            colour = F.PALETTE[j % len(F.PALETTE)]
+            colour = PALETTE[j % len(PALETTE)]
             fig.add_trace(
                 go.Scatter(
                     x=[x["layer"] for x in rs],

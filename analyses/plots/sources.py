@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from cramlens import CramRun, load_run
 from cramlens.errors import CramlensError
 
-from . import run_figures as F
+from .tokens import Decode, default_decode
 
 #: The commands that make the inputs ({runs}: where they run); ``analyses.results_export.refresh`` (or
 #: ``make_figures.py --refresh-from .``) then copies their summaries into {results}.
@@ -120,12 +120,12 @@ class Sources:
             raise Missing(f"{p} is absent; make it with: {self.fmt(command)}")
         return json.loads(p.read_text()), p
 
-    def decode(self, run: CramRun) -> F.Decode:
+    def decode(self, run: CramRun) -> Decode:
         """Token id → text with the run's model's tokenizer (from the cramlens model cache; ids when unavailable)."""
         name = str(run.config.get("settings", {}).get("model", ""))
         if name not in self._tok:
             self._tok[name] = tokenizer_for(name)
-        return F.default_decode(self._tok[name])
+        return default_decode(self._tok[name])
 
 
 def tokenizer_for(model_name: str):
