@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from .errors import CramlensError
+from .layout import Layout
 from .recipe import DEFAULT_PRESET, PRESETS, Recipe, get_recipe
+from .spec import CramSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -61,7 +65,73 @@ def add_data_args(p: argparse.ArgumentParser, samples: int = 4, seq_len: int = 6
     )
 
 
+# --- options generated from dataclass fields -------------------------------------------------------------------
+# A field becomes an option when its ``metadata`` has ``help``. Other keys, where the command line differs from the
+# field: ``flag`` (default ``--field-name``), ``dest`` (the namespace attribute; default: the field's name),
+# ``choices``, ``type`` (default: the annotation), ``const`` (a switch that sets this value; bool fields are switches
+# to True), ``apply`` (``apply(base, value)`` → the field's value, e.g. ``--beta2`` → ``betas``) and ``group`` (the
+# option group of the class the field belongs to, e.g. CramSpec's ``layout``, ``stages``, ``run``).
+
+
+def option_fields(cls, group: str | None = None) -> list[dataclasses.Field]:
+    """The fields of dataclass ``cls`` that are command-line options (those of ``group`` when given)."""
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if "help" in f.metadata and (group is None or f.metadata.get("group") == group)
+    ]
+
+
+def option_flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
+def option_dest(f: dataclasses.Field) -> str:
+    """Where the parsed value lands in the namespace: the field's name unless ``dest`` says otherwise."""
+    return f.metadata.get("dest", f.name)
+
+
+def _field_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def add_dataclass_args(g, cls, group: str | None = None, from_preset: bool = True) -> list[str]:
+    """One option per field of ``cls`` with ``help`` metadata (see above), added to parser or group ``g``;
+    returns their dests. ``from_preset``: the options default to ``None`` (the value comes from a preset or the
+    dataclass, see :func:`values_from_args`); else to the field's default."""
+    hints = typing.get_type_hints(cls)
+    dests = []
+    for f in option_fields(cls, group):
+        m = f.metadata
+        kw = dict(dest=option_dest(f), default=None if from_preset else _field_default(f), help=m["help"])
+        if "const" in m or hints[f.name] is bool:
+            kw.update(action="store_const", const=m.get("const", True))
+        else:
+            kw["type"] = m.get("type", hints[f.name])
+            if "choices" in m:
+                kw["choices"] = m["choices"]
+            else:
+                kw["metavar"] = option_flag(f).lstrip("-").replace("-", "_").upper()
+        g.add_argument(option_flag(f), **kw)
+        dests.append(kw["dest"])
+    return dests
+
+
+def values_from_args(a: argparse.Namespace, cls, base=None, group: str | None = None) -> dict:
+    """The field values of ``cls`` the options in ``a`` give: options that are absent or ``None`` (not given)
+    are left out, so they keep ``base``'s (or the dataclass's) value; ``apply`` metadata reads ``base``."""
+    out = {}
+    for f in option_fields(cls, group):
+        v = getattr(a, option_dest(f), None)
+        if v is not None:
+            out[f.name] = f.metadata["apply"](base, v) if "apply" in f.metadata else v
+    return out
+
+
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """``--recipe`` (the preset) and one option per :class:`~cramlens.recipe.Recipe` field, overriding it."""
     g = p.add_argument_group("optimisation (defaults come from --recipe)")
     g.add_argument(
         "--recipe",
@@ -69,127 +139,72 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         help=f"named preset (default {DEFAULT_PRESET}; 'paper' is the paper's progressive recipe)",
     )
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    g.add_argument("--min-lr", type=float, default=None, help="floor of the cosine schedule")
-    g.add_argument("--warmup", type=int, default=None, help="linear warmup steps")
-    g.add_argument(
-        "--schedule-kind",
-        dest="lr_schedule",
-        default=None,
-        choices=["cosine_with_min_lr", "constant"],
-        help="learning-rate schedule",
-    )
-    g.add_argument("--beta2", type=float, default=None, help="AdamW beta2 (beta1 stays 0.9)")
-    g.add_argument("--weight-decay", type=float, default=None, help="AdamW decoupled weight decay")
-    g.add_argument(
-        "--init",
-        default=None,
-        help="memory init: random<s> (U[0,s)), normal<s>, neg_random<s>, zeros, mean_token_embeds, file:<path>",
-    )
-    g.add_argument("--steps-per-stage", type=int, default=None, help="budget of one stage (progressive)")
-    g.add_argument("--max-steps", type=int, default=None, help="budget of one sample (all its stages)")
-    g.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="teacher-forced accuracy that passes (1.0; 0.99 reproduces the 99%% protocol)",
-    )
-    g.add_argument(
-        "--hybrid-alpha",
-        type=float,
-        default=None,
-        help="activation-alignment weight: CE + alpha*sum(1-cos) over the first --align-layers layers",
-    )
-    g.add_argument(
-        "--align-layers", type=int, default=None, help="K layers for the hybrid loss (HF index 0..K-1)"
-    )
-    g.add_argument(
-        "--leading-weight", type=float, default=None, help="CE weight of the first --leading-count targets"
-    )
-    g.add_argument(
-        "--leading-count", type=int, default=None, help="how many leading targets get --leading-weight"
-    )
+    add_dataclass_args(g, Recipe)
 
 
 def add_layout_args(p: argparse.ArgumentParser) -> None:
+    """The :class:`~cramlens.layout.Layout` options and the spec's parametrisation options."""
     g = p.add_argument_group("layout and parametrisation")
-    g.add_argument("--mem-tokens", type=int, default=1, help="number of memory vectors m")
-    g.add_argument("--no-bos", action="store_true", help="drop BOS even if the tokenizer adds one")
-    g.add_argument(
-        "--score-from-text",
-        action="store_true",
-        help="do not score the memory's prediction of the first token (Kuratov's protocol)",
-    )
-    g.add_argument(
-        "--bos-first", action="store_true", help="control layout [BOS][mem][x] (memory off position 0)"
-    )
-    g.add_argument("--low-dim", type=int, default=0, help="train e = W z + b with z of this rank (0: direct)")
-    g.add_argument(
-        "--shared-projection", action="store_true", help="one W, b for the whole run (with --low-dim)"
-    )
+    add_dataclass_args(g, Layout)
+    add_dataclass_args(g, CramSpec, group="layout", from_preset=False)
+
+
+def add_stage_args(p: argparse.ArgumentParser):
+    """The spec's stage schedule (progressive cramming); returns the group, for a script's own stage options."""
+    g = p.add_argument_group("stages")
+    add_dataclass_args(g, CramSpec, group="stages", from_preset=False)
+    return g
 
 
 def add_run_args(p: argparse.ArgumentParser, out: str) -> None:
     g = p.add_argument_group("run")
-    g.add_argument(
-        "--batch-size", type=int, default=1, help="samples optimised together (each keeps its own state)"
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed of the text sampling and the memory init")
+    add_dataclass_args(g, CramSpec, group="run", from_preset=False)
     g.add_argument("--out", default=out, help="run directory (results are written incrementally)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     g.add_argument("--no-progress", action="store_true", help="no live table (logs only)")
 
 
+def add_results_arg(p) -> None:
+    """``--results DIR``: after a successful run, refresh that results/ folder's summary of it
+    (:func:`analyses.results_export.refresh`, via :func:`refresh_results`)."""
+    p.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="also refresh this results/ folder's summary of the run (the project's published results: "
+        "--results results)",
+    )
+
+
+def refresh_results(a: argparse.Namespace, experiment: str, run_dir, name: str | None = None, log=print):
+    """Refresh ``a.results`` (when given) with ``experiment``'s summary of ``run_dir``; returns the files."""
+    if not getattr(a, "results", None):
+        return []
+    from analyses.results_export import refresh
+
+    files = refresh(experiment, run_dir, a.results, name)
+    log(f"results: refreshed {len(files)} file(s) of {experiment} under {a.results}/")
+    return files
+
+
 def recipe_from_args(a: argparse.Namespace) -> Recipe:
-    base = get_recipe(a.recipe)
-    betas = (base.betas[0], a.beta2) if getattr(a, "beta2", None) is not None else None
-    return base.with_(
-        lr=a.lr,
-        min_lr=a.min_lr,
-        warmup=a.warmup,
-        schedule=a.lr_schedule,
-        betas=betas,
-        weight_decay=a.weight_decay,
-        init=a.init,
-        steps_per_stage=a.steps_per_stage,
-        steps_per_sample=a.max_steps,
-        threshold=a.threshold,
-        hybrid_alpha=a.hybrid_alpha,
-        align_layers=a.align_layers,
-        leading_weight=a.leading_weight,
-        leading_count=a.leading_count,
-    )
+    """The ``--recipe`` preset with the recipe options that were given."""
+    base = get_recipe(getattr(a, "recipe", None) or DEFAULT_PRESET)
+    return base.with_(**values_from_args(a, Recipe, base))
 
 
-def layout_from_args(a: argparse.Namespace):
-    from .layout import Layout
-
-    return Layout(
-        n_mem=a.mem_tokens,
-        bos=False if a.no_bos else None,
-        score_from="text" if a.score_from_text else "memory",
-        mem_first=not a.bos_first,
-    )
+def layout_from_args(a: argparse.Namespace) -> Layout:
+    return Layout(**values_from_args(a, Layout, Layout()))
 
 
-def spec_from_args(a: argparse.Namespace):
-    """The :class:`~cramlens.spec.CramSpec` of the parsed flags (the one place flags become settings); stage
-    flags (``--min-len``, ``--step``, ``--schedule``) are read when the script has them."""
-    from .spec import CramSpec
-
-    return CramSpec(
-        recipe=recipe_from_args(a),
-        layout=layout_from_args(a),
-        parametrization="low_dim" if a.low_dim else "direct",
-        low_dim=a.low_dim,
-        shared_projection=a.shared_projection,
-        min_len=getattr(a, "min_len", 1),
-        step=getattr(a, "step", 1),
-        schedule=getattr(a, "schedule", "linear"),
-        batch_size=a.batch_size,
-        seed=a.seed,
-    )
+def spec_from_args(a: argparse.Namespace) -> CramSpec:
+    """The :class:`~cramlens.spec.CramSpec` of the parsed options (the one place options become settings): the
+    ``--recipe`` preset, then the options given; spec options the script does not have (e.g. the stage schedule of
+    full cramming) keep the spec's defaults. ``--low-dim k`` (k >= 1) selects the low_dim parametrisation."""
+    kw = values_from_args(a, CramSpec, CramSpec())
+    kw.setdefault("parametrization", "low_dim" if kw.get("low_dim") else "direct")
+    return CramSpec(recipe=recipe_from_args(a), layout=layout_from_args(a), **kw)
 
 
 def load_model_from_args(a: argparse.Namespace, name: str | None = None):

@@ -12,7 +12,7 @@ Only the input tokens whose logits are needed are fed: the last target token is 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -36,10 +36,31 @@ def placeholder_id(model) -> int:
 
 @dataclass(frozen=True)
 class Layout:
-    n_mem: int = 1
-    bos: bool | None = None  # None: the model's tokenizer rule (cfg.default_prepend_bos)
-    score_from: Literal["memory", "text"] = "memory"
-    mem_first: bool = True
+    """Memory count and placement; each field's ``metadata`` is its command-line option
+    (:func:`cramlens.cli.add_layout_args`; ``const``: the value a switch sets)."""
+
+    n_mem: int = field(default=1, metadata={"help": "number of memory vectors m", "flag": "--mem-tokens"})
+    # None: the model's tokenizer rule (cfg.default_prepend_bos)
+    bos: bool | None = field(
+        default=None,
+        metadata={"help": "drop BOS even if the tokenizer adds one", "flag": "--no-bos", "const": False},
+    )
+    score_from: Literal["memory", "text"] = field(
+        default="memory",
+        metadata={
+            "help": "do not score the memory's prediction of the first token (Kuratov's protocol)",
+            "flag": "--score-from-text",
+            "const": "text",
+        },
+    )
+    mem_first: bool = field(
+        default=True,
+        metadata={
+            "help": "control layout [BOS][mem][x] (memory off position 0)",
+            "flag": "--bos-first",
+            "const": False,
+        },
+    )
 
     def __post_init__(self):
         check(self.n_mem >= 1, f"layout: n_mem={self.n_mem}; use at least one memory vector")

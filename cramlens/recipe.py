@@ -2,30 +2,80 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import CramlensError, check
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Settings of the optimiser, schedule, budgets and stopping rule (REFERENCE A.8 names in comments)."""
+    """Settings of the optimiser, schedule, budgets and stopping rule (REFERENCE A.8 names in comments).
 
-    lr: float = 0.1
-    min_lr: float = 1e-3
-    warmup: int = 100
-    schedule: str = "cosine_with_min_lr"  # or "constant"
-    betas: tuple[float, float] = (0.9, 0.9)
-    weight_decay: float = 0.01
-    eps: float = 1e-8
-    init: str = "random0.02"
-    steps_per_stage: int = 1000  # max_optimization_steps_per_token
-    steps_per_sample: int = 10_000  # max_optimization_steps_per_sample (also the schedule length)
-    threshold: float = 1.0  # teacher-forced accuracy that passes a stage / stops full cramming
-    hybrid_alpha: float = 0.0  # CE + alpha * sum_l (1 - cos) activation alignment (0: plain CE)
-    align_layers: int = 8  # K: HF hidden-state indices 0..K-1 (index 0 = embeddings)
-    leading_weight: float = 1.0  # CE weight of the first `leading_count` targets
-    leading_count: int = 0
+    A field's ``metadata`` (``help``, and ``flag`` / ``dest`` / ``choices`` / ``type`` / ``apply`` where the
+    command line differs from the field) makes it a command-line option of every script that takes a recipe
+    (:func:`cramlens.cli.add_recipe_args`): a new field with ``help`` is a new option, with no other edit.
+    """
+
+    lr: float = field(default=0.1, metadata={"help": "peak learning rate"})
+    min_lr: float = field(default=1e-3, metadata={"help": "floor of the cosine schedule"})
+    warmup: int = field(default=100, metadata={"help": "linear warmup steps"})
+    schedule: str = field(
+        default="cosine_with_min_lr",
+        metadata={
+            "help": "learning-rate schedule",
+            "flag": "--schedule-kind",  # --schedule is the stage schedule of progressive cramming
+            "dest": "lr_schedule",
+            "choices": ["cosine_with_min_lr", "constant"],
+        },
+    )
+    betas: tuple[float, float] = field(
+        default=(0.9, 0.9),
+        metadata={
+            "help": "AdamW beta2 (beta1 stays 0.9)",
+            "flag": "--beta2",
+            "dest": "beta2",
+            "type": float,
+            "apply": lambda recipe, beta2: (recipe.betas[0], beta2),
+        },
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
+    eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
+    init: str = field(
+        default="random0.02",
+        metadata={
+            "help": "memory init: random<s> (U[0,s)), normal<s>, neg_random<s>, zeros, mean_token_embeds, "
+            "file:<path>"
+        },
+    )
+    # max_optimization_steps_per_token
+    steps_per_stage: int = field(default=1000, metadata={"help": "budget of one stage (progressive)"})
+    # max_optimization_steps_per_sample (also the schedule length)
+    steps_per_sample: int = field(
+        default=10_000,
+        metadata={
+            "help": "budget of one sample (all its stages)",
+            "flag": "--max-steps",
+            "dest": "max_steps",
+        },
+    )
+    # teacher-forced accuracy that passes a stage / stops full cramming
+    threshold: float = field(
+        default=1.0,
+        metadata={"help": "teacher-forced accuracy that passes (1.0; 0.99 reproduces the 99%% protocol)"},
+    )
+    # CE + alpha * sum_l (1 - cos) activation alignment (0: plain CE)
+    hybrid_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "activation-alignment weight: CE + alpha*sum(1-cos) over the first --align-layers layers"
+        },
+    )
+    # K: HF hidden-state indices 0..K-1 (index 0 = embeddings)
+    align_layers: int = field(default=8, metadata={"help": "K layers for the hybrid loss (HF index 0..K-1)"})
+    leading_weight: float = field(
+        default=1.0, metadata={"help": "CE weight of the first --leading-count targets"}
+    )
+    leading_count: int = field(default=0, metadata={"help": "how many leading targets get --leading-weight"})
 
     def __post_init__(self):
         check(self.lr > 0, f"lr={self.lr}; the learning rate must be positive")

@@ -33,14 +33,33 @@ class CramSpec:
 
     recipe: Recipe = field(default_factory=lambda: get_recipe(DEFAULT_PRESET))
     layout: Layout = field(default_factory=Layout)
-    parametrization: str = "direct"
-    low_dim: int = 0
-    shared_projection: bool = False
-    min_len: int = 1
-    step: int = 1
-    schedule: str = "linear"
-    batch_size: int = 1
-    seed: int = 0
+    parametrization: str = "direct"  # on the command line: low_dim when --low-dim k >= 1
+    # ``metadata``: the field's command-line option (cramlens.cli.add_dataclass_args) in its option ``group``
+    low_dim: int = field(
+        default=0, metadata={"help": "train e = W z + b with z of this rank (0: direct)", "group": "layout"}
+    )
+    shared_projection: bool = field(
+        default=False, metadata={"help": "one W, b for the whole run (with --low-dim)", "group": "layout"}
+    )
+    min_len: int = field(
+        default=1, metadata={"help": "first stage length (tokens, BOS included)", "group": "stages"}
+    )
+    step: int = field(default=1, metadata={"help": "tokens added per stage", "group": "stages"})
+    schedule: str = field(
+        default="linear",
+        metadata={
+            "help": "linear (paper) or geometric growth + bisection with warm restore",
+            "choices": list(SCHEDULES),
+            "group": "stages",
+        },
+    )
+    batch_size: int = field(
+        default=1,
+        metadata={"help": "samples optimised together (each keeps its own state)", "group": "run"},
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seed of the text sampling and the memory init", "group": "run"}
+    )
 
     def __post_init__(self):
         check(isinstance(self.recipe, Recipe), f"recipe {self.recipe!r}: pass a Recipe or a preset name")

@@ -47,6 +47,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/capacity", help="root of the runs (shared with scripts/depth.py)")
     p.add_argument("--table-only", action="store_true", help="only tabulate a finished run")
     p.add_argument("--figures", default="figures/capacity", help="where the figure goes ('' to skip)")
+    cli.add_results_arg(p)
     return p.parse_args(argv)
 
 
@@ -104,6 +105,7 @@ def main(argv=None) -> None:
             name=f"horizon_vs_ig_{name}",
         )
         console.print(f"figures: {', '.join(map(str, paths))}")
+    cli.refresh_results(a, "capacity", out, log=console.print)
 
 
 if __name__ == "__main__":

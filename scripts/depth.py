@@ -77,6 +77,7 @@ def parse(argv=None) -> argparse.Namespace:
         "--table-only", action="store_true", help="only print the table / figures of finished variants"
     )
     p.add_argument("--figures", default="figures/depth", help="where the heatmap goes ('' to skip)")
+    cli.add_results_arg(p)
     return p.parse_args(argv)
 
 
@@ -140,6 +141,7 @@ def main(argv=None) -> None:
 
         paths = depth_heatmap(results, a.figures)
         console.print(f"figures: {', '.join(map(str, paths))}")
+    cli.refresh_results(a, "depth", a.out, log=console.print)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def parse(argv=None) -> argparse.Namespace:
     r.add_argument("--batch-size", type=int, default=3)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
+    cli.add_results_arg(r)
     a = sub.add_parser("analyze", help="diversity table and figures from <root>/lrsweep_*/")
     a.add_argument("--root", default="runs")
     a.add_argument("--lengths", type=int, default=24, help="geometric grid size per sample (paper: 24)")
@@ -84,6 +85,7 @@ def cmd_run(a: argparse.Namespace, console: Console) -> None:
     )
     for lr, run in runs.items():
         console.print(samples_table(run, f"lr {lr:g}: compression horizons"))
+    cli.refresh_results(a, "diversity", a.root, log=console.print)
 
 
 def cmd_analyze(a: argparse.Namespace, console: Console) -> None:

@@ -85,6 +85,7 @@ def parse(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("output")
     g.add_argument("--out", default="runs/downstream", help="run directory root (one subdirectory per task)")
     g.add_argument("--figures", default="figures/downstream", help="where the figure goes ('' to skip)")
+    cli.add_results_arg(g)
     a = p.parse_args(argv)
     if a.paper:
         a.limit, a.max_ctx_tokens, a.max_steps, a.score_from, a.mmlu_steps = 512, 0, 1000, "memory", 1000
@@ -266,6 +267,7 @@ def main(argv=None) -> None:
         s = mmlu_task(model, a, console)
         if figs:
             save_figure(ef.mmlu_figure(s["modes"], a.model), figs / f"{a.model}_mmlu")
+        cli.refresh_results(a, "downstream", Path(a.out) / "mmlu", log=console.print)
     elif choice_task(model, a, console) is not None:  # rank 0 (or the only process): figures
         done = {}
         for task in ("hellaswag", "arc_easy"):
@@ -274,6 +276,7 @@ def main(argv=None) -> None:
                 done[task] = json.loads(p.read_text())
         if figs:
             save_figure(ef.downstream_figure(done, a.model), figs / f"{a.model}_choices")
+        cli.refresh_results(a, "downstream", Path(a.out) / a.task, log=console.print)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ def parse(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("output")
     g.add_argument("--out", default="runs/knockout", help="run directory")
     g.add_argument("--figures", default="figures/knockout", help="where figures and the markdown summary go")
+    cli.add_results_arg(g)
     a = p.parse_args(argv)
     if a.paper:
         a.items, a.candidates, a.max_ctx_tokens, a.max_steps, a.score_from = 512, 512, 0, 1000, "memory"
@@ -252,7 +253,7 @@ def write_config(path: Path, a: argparse.Namespace, conds) -> None:
     """``config.json``: the sweep's conditions (memory + ``Knockout`` as data) and the other settings."""
     from cramlens.runs import atomic_write_text
 
-    settings = {k: v for k, v in vars(a).items() if k not in SETTINGS_SKIPPED and k != "worker"}
+    settings = {k: v for k, v in vars(a).items() if k not in (*SETTINGS_SKIPPED, "worker", "results")}
     cfg = {
         "kind": "knockout",
         "model": a.model,
@@ -347,10 +348,11 @@ def main(argv=None) -> None:
     a = parse(argv)
     console = cli.console()
     model = cli.load_model_from_args(a)
-    if not a.no_sweep:
-        run_sweep(model, a, console)
+    swept = run_sweep(model, a, console) if not a.no_sweep else None
     if a.sink:
         run_sink(model, a, console)
+    if swept or a.sink:  # a shard of a split sweep ({}) leaves the summary, and results/, to the final run
+        cli.refresh_results(a, "knockout", a.out, log=console.print)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def parse(argv=None) -> argparse.Namespace:
         "--shuffles", type=int, default=3, help="label permutations for the empirical chance level"
     )
     p.add_argument("--figures", default="figures/probes")
+    cli.add_results_arg(p)
     return p.parse_args(argv)
 
 
@@ -161,6 +162,7 @@ def main(argv=None) -> None:
     title = f"{a.model}: linear probes at the memory position ({len(items)} embeddings of {len(set(groups))} texts)"
     figure(rows, names, fig_dir / "probes", title)
     console.print(f"results: {fig_dir}/probes.json, figures {fig_dir}/probes.html/.png")
+    cli.refresh_results(a, "probes", fig_dir, log=console.print)
 
 
 def report(console: Console, rows: list[dict], names: dict, layers: list[int]) -> None:

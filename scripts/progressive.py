@@ -20,15 +20,8 @@ def parse(argv=None) -> argparse.Namespace:
     cli.add_recipe_args(p)
     cli.add_layout_args(p)
     cli.add_run_args(p, out="runs/progressive")
-    g = p.add_argument_group("stages")
-    g.add_argument("--min-len", type=int, default=1, help="first stage length (tokens, BOS included)")
-    g.add_argument("--step", type=int, default=1, help="tokens added per stage")
-    g.add_argument(
-        "--schedule",
-        default="linear",
-        choices=["linear", "geometric"],
-        help="linear (paper) or geometric growth + bisection with warm restore",
-    )
+    cli.add_results_arg(p)
+    g = cli.add_stage_args(p)
     g.add_argument(
         "--compare-full",
         action="store_true",
@@ -108,6 +101,9 @@ def main(argv=None) -> None:
         with open(Path(a.out) / "report.md", "a") as f:
             f.write("\n## Brittleness: full cramming @0.99 vs progressive\n\n" + brittleness.markdown(rows))
     console.print(f"results: {run.path}/ (report.md, table/, rows.jsonl, embeddings.safetensors)")
+    cli.refresh_results(a, "progressive", a.out, log=console.print)
+    if a.compare_full:
+        cli.refresh_results(a, "brittleness", a.out, log=console.print)
     console.print(f"elapsed: {cli.elapsed(time.time() - t0)} (model loading included)")
 
 

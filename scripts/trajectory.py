@@ -58,6 +58,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32, help="embeddings per forward in batched evaluations")
     p.add_argument("--figures", default="figures/trajectory")
     p.add_argument("--boot", type=int, default=2000, help="cluster-bootstrap resamples for the surprisal CI")
+    cli.add_results_arg(p)
     return p.parse_args(argv)
 
 
@@ -131,6 +132,7 @@ def main(argv=None) -> None:
     for sid, land in lands.items():
         save_figure(tf.landscape_figure(land, sid), out / f"landscape_sample{sid}")
     console.print(f"results: {out}/trajectory.json and figures in {out}/")
+    cli.refresh_results(a, "trajectory", out, log=console.print)
 
 
 def _ms(x: tuple[float, float], fmt: str = "{:.1f}") -> str:
