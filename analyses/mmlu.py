@@ -3,7 +3,7 @@
 Modes (the paper's names; the reference code's in brackets), in all of which the full plain-text prompt follows
 the embedding: ``baseline`` (no embedding), ``few_shot`` [prefix_only] (the 5-shot block crammed once per subject),
 ``full_prefix`` [full_prompt] (the whole prompt crammed per item, warm-started from the subject's few-shot
-embedding), ``random`` (a random vector whose norm is the mean token-embedding norm).
+embedding), ``random`` (a random vector N(0, 1)·std(W_E), the paper's control).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
 
 import cramlens as cl
+from cramlens.errors import check
 from cramlens.hooks import inject
 from cramlens.layout import placeholder_id
 from cramlens.runs import atomic_save_tensors
@@ -99,13 +100,18 @@ def greedy_generate(
     return out
 
 
-def random_memory(model: HookedTransformer, n_mem: int = 1, seed: int = 0) -> torch.Tensor:
-    """A random direction scaled to the mean norm of the token embeddings (in ``hook_embed``'s space) ``[m, d]``."""
+def random_memory(
+    model: HookedTransformer, n_mem: int = 1, seed: int = 0, scale: str = "std"
+) -> torch.Tensor:
+    """A random memory ``[m, d]`` in ``hook_embed``'s space: ``scale="std"`` (the paper's) draws N(0, 1) times the
+    standard deviation of the embedding matrix; ``"mean_norm"`` a random direction with the mean token norm."""
     W = model.W_E.detach().float()
-    norm = W.norm(dim=-1).mean()
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(n_mem, W.shape[1], generator=g)
-    return v / v.norm(dim=-1, keepdim=True) * norm
+    if scale == "std":
+        return v * W.std()
+    check(scale == "mean_norm", f"random memory scale {scale!r}: use 'std' (the paper's) or 'mean_norm'")
+    return v / v.norm(dim=-1, keepdim=True) * W.norm(dim=-1).mean()
 
 
 # ------------------------------------------------------------------------------------------- cramming

@@ -71,10 +71,15 @@ def test_greedy_generate_with_cache_matches_full_forward_decoding(tiny_llama):
     assert plain == [int(tiny_llama(torch.tensor([ids]))[0, -1].argmax())]
 
 
-def test_random_memory_has_the_mean_token_norm(tiny_llama):
-    v = mmlu.random_memory(tiny_llama, seed=3)
-    assert v.shape == (1, tiny_llama.cfg.d_model)
-    torch.testing.assert_close(v.norm(), tiny_llama.W_E.norm(dim=-1).mean(), rtol=1e-5, atol=1e-5)
+def test_random_memory_is_the_papers_std_scaled_normal_or_norm_matched(tiny_llama):
+    v = mmlu.random_memory(tiny_llama, n_mem=64, seed=3)  # the paper's: N(0, 1) * std(W_E)
+    assert v.shape == (64, tiny_llama.cfg.d_model)
+    assert (
+        abs(v.std().item() / tiny_llama.W_E.std().item() - 1) < 0.05 and abs(v.mean().item()) < 0.05 * v.std()
+    )
+    torch.testing.assert_close(v, mmlu.random_memory(tiny_llama, n_mem=64, seed=3))
+    w = mmlu.random_memory(tiny_llama, seed=3, scale="mean_norm")
+    torch.testing.assert_close(w.norm(), tiny_llama.W_E.norm(dim=-1).mean(), rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- loaders
