@@ -87,7 +87,20 @@ class LiveProgress:
 
 def samples_table(run: CramRun, title: str | None = None) -> Table:
     t = Table(title=title or f"{run.kind} cramming: per sample", title_justify="left")
-    cols = ["#", "text", "horizon", "of", "steps", "IG bits", "H_LM bits", "ratio", "greedy", "stopped"]
+    cols = [
+        "#",
+        "text",
+        "horizon",
+        "compressed",
+        "of",
+        "steps",
+        "IG bits",
+        "IG final",
+        "H_LM bits",
+        "ratio",
+        "greedy",
+        "stopped",
+    ]
     for c in cols:
         t.add_column(c, justify="left" if c in ("text", "stopped") else "right")
     for s in run.samples:
@@ -96,9 +109,11 @@ def samples_table(run: CramRun, title: str | None = None) -> Table:
             str(s.sample_id),
             s.text_id[-30:],
             str(s.horizon),
+            str(s.compressed_tokens),
             str(len(s.sequence)),
             str(s.steps),
             _f(s.information_gain_bits),
+            _f(s.information_gain_bits_final),
             _f(s.h_lm_bits),
             f"x{s.horizon / max(1, run.config['settings']['layout']['n_mem']):.0f}",
             greedy,
@@ -106,8 +121,9 @@ def samples_table(run: CramRun, title: str | None = None) -> Table:
         )
     sm = run.summary()
     t.caption = (
-        f"mean horizon {sm['horizon_mean']:.1f} tokens, mean IG {sm['ig_mean_bits']:.1f} bits, "
-        f"mean steps {sm['steps_mean']:.0f}"
+        f"means, 95% t-intervals: horizon {sm['horizon']}; compressed tokens (the paper's unit: stage rows, "
+        f"failing stage included) {sm['compressed_tokens']}; IG at the horizon {sm['ig_bits']} bits, at the final "
+        f"stage (the paper's tables) {sm['ig_final_bits']} bits; steps {sm['steps'].format('{:.0f}')}"
     )
     return t
 
@@ -124,21 +140,24 @@ def markdown_report(run: CramRun) -> str:
         f"threshold {rc['threshold']}",
         f"- layout: {st['layout']}",
         "",
-        "| # | text | horizon | of | steps | IG bits | H_LM bits | greedy | stopped |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | text | horizon | compressed tokens | of | steps | IG bits | IG bits, final stage | H_LM bits | greedy "
+        "| stopped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in run.samples:
         greedy = "–" if s.greedy_exact is None else ("exact" if s.greedy_exact else f"{s.greedy_match:.2f}")
         lines.append(
-            f"| {s.sample_id} | {s.text_id} | {s.horizon} | {len(s.sequence)} | {s.steps} | "
-            f"{_f(s.information_gain_bits)} | {_f(s.h_lm_bits)} | {greedy} | {s.reason} |"
+            f"| {s.sample_id} | {s.text_id} | {s.horizon} | {s.compressed_tokens} | {len(s.sequence)} | {s.steps} | "
+            f"{_f(s.information_gain_bits)} | {_f(s.information_gain_bits_final)} | {_f(s.h_lm_bits)} | {greedy} "
+            f"| {s.reason} |"
         )
     sm = run.summary()
     lines += [
         "",
-        f"Mean horizon {sm['horizon_mean']:.2f} tokens (min {sm['horizon_min']}, max {sm['horizon_max']}); "
-        f"mean information gain {sm['ig_mean_bits']:.1f} bits; mean steps {sm['steps_mean']:.0f}; "
-        f"greedy exact rate {_f(sm['greedy_exact_rate'], '{:.2f}')}.",
+        f"Means with 95% Student-t intervals: horizon {sm['horizon']} tokens (min {sm['horizon_min']}, max "
+        f"{sm['horizon_max']}); compressed tokens, the paper's unit, {sm['compressed_tokens']}; information gain "
+        f"at the horizon {sm['ig_bits']} bits, at the final stage {sm['ig_final_bits']} bits; steps "
+        f"{sm['steps'].format('{:.0f}')}; greedy exact rate {_f(sm['greedy_exact_rate'], '{:.2f}')}.",
         "",
     ]
     return "\n".join(lines)

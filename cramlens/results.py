@@ -154,8 +154,16 @@ class CramRun:
     def summary(self) -> dict:
         hs = [s.horizon for s in self.samples]
         igs = [s.information_gain_bits for s in self.samples]
+        from .stats import mean_ci
+
         return {
             "samples": len(hs),
+            # means with n and a 95% Student-t interval, in our unit and the paper's (cramlens.stats.MeanCI)
+            "horizon": mean_ci(hs),
+            "compressed_tokens": mean_ci([s.compressed_tokens for s in self.samples]),
+            "ig_bits": mean_ci(igs),
+            "ig_final_bits": mean_ci([s.information_gain_bits_final for s in self.samples]),
+            "steps": mean_ci([s.steps for s in self.samples]),
             "horizon_mean": sum(hs) / max(1, len(hs)),
             "horizon_min": min(hs, default=0),
             "horizon_max": max(hs, default=0),
