@@ -318,13 +318,14 @@ def test_sink_table_reads_final_progressive_embeddings_by_default(tmp_path, tiny
         "--sink-run",
         str(tmp_path / "prog"),
         "--out",
-        str(tmp_path),
+        str(tmp_path / "new"),  # not made by any cram: the table must create it
         "--figures",
         str(tmp_path / "f"),
     ]
     script.main(args)
-    res = json.loads((tmp_path / "sink_tiny-llama.json").read_text())
-    assert res["n"] == len(usable)
+    res = json.loads((tmp_path / "new" / "sink_tiny-llama.json").read_text())
+    assert res["n"] == len(usable) and res["embeddings"] == ["progressive"]
+    assert res["tf"] == [1.0] * len(usable)  # teacher forcing on the measured prefix (the horizon)
     assert res["s_max"] == min(
         s.horizon for s in usable
     )  # measured on the reconstructed prefix, not the text
