@@ -111,6 +111,19 @@ def _median(xs):
     return xs[len(xs) // 2] if xs else None
 
 
+def rows_by_dtype(model, runs: dict[str, CramRun], greedy_dtype: str = "model") -> list[ReconstructionRow]:
+    """Reconstruction rows of each named run, with greedy generation in the model's dtype (``"model"``), in one
+    dtype, or in ``"both"`` fp32 and bf16 (methods then read ``progressive [greedy bfloat16]``)."""
+    dtypes = {"model": [None], "both": ["float32", "bfloat16"]}.get(greedy_dtype, [greedy_dtype])
+    rows: list[ReconstructionRow] = []
+    for dt in dtypes:
+        for method, run in runs.items():
+            rows += reconstruction_rows(
+                model, run, method if dt is None else f"{method} [greedy {dt}]", dtype=dt
+            )
+    return rows
+
+
 def table(rows: list[ReconstructionRow]) -> Table:
     t = Table(
         title="Reconstruction: teacher forcing vs greedy (full @0.99 vs progressive)", title_justify="left"

@@ -33,6 +33,13 @@ def parse(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--full-max-steps", type=int, default=None, help="budget of --compare-full (default: recipe's)"
     )
+    g.add_argument(
+        "--greedy-dtype",
+        default="model",
+        choices=["model", "float32", "bfloat16", "both"],
+        help="dtype of the greedy generation in the brittleness table: the model's (default), one of them, or "
+        "both (fp32 and bf16 rows for the same embeddings)",
+    )
     return p.parse_args(argv)
 
 
@@ -89,9 +96,7 @@ def main(argv=None) -> None:
                 overwrite=a.overwrite,
                 progress=fp,
             )
-        rows = brittleness.reconstruction_rows(model, full, "full @0.99") + brittleness.reconstruction_rows(
-            model, run, "progressive"
-        )
+        rows = brittleness.rows_by_dtype(model, {"full @0.99": full, "progressive": run}, a.greedy_dtype)
         console.print(brittleness.table(rows))
         from pathlib import Path
 

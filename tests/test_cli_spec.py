@@ -207,3 +207,48 @@ def test_progressive_script_refreshes_the_results_folder(tmp_path):
     from cramlens import load_run
 
     assert len(load_run(results / "prog_t").samples) == 2
+
+
+def test_brittleness_table_with_greedy_in_both_dtypes(tmp_path):
+    import progressive
+
+    out = tmp_path / "b"
+    argv = [
+        "--model",
+        "tiny-llama",
+        "--device",
+        "cpu",
+        "--data",
+        "builtin",
+        "--samples",
+        "2",
+        "--seq-len",
+        "6",
+        "--recipe",
+        "fast",
+        "--steps-per-stage",
+        "30",
+        "--max-steps",
+        "120",
+        "--batch-size",
+        "2",
+        "--compare-full",
+        "--full-max-steps",
+        "20",
+        "--greedy-dtype",
+        "both",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    progressive.main(argv)
+    rows = json.loads((out / "brittleness.json").read_text())
+    methods = {r["method"] for r in rows}
+    assert methods == {
+        f"{m} [greedy {d}]" for m in ("full @0.99", "progressive") for d in ("float32", "bfloat16")
+    }
+    assert {r["greedy_dtype"] for r in rows} == {"float32", "bfloat16"}
+    # the same embeddings, teacher-forced in the model's dtype: TF does not depend on the greedy dtype
+    tf = {(r["method"].split(" [")[0], r["sample_id"], r["greedy_dtype"]): r["tf_accuracy"] for r in rows}
+    for (m, i, _d), v in tf.items():
+        assert v == tf[(m, i, "float32")]
