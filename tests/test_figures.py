@@ -183,6 +183,11 @@ def test_horizon_ig_bars():
     assert list(fig.data[2].y) == pytest.approx([6.0, 1.5, 4.5]) and list(fig.data[1].y) == pytest.approx(
         [8, 2, 6]
     )
+    # the paper's units beside ours: IG at the final stage, compressed tokens (in the hover), intervals
+    final = [s.information_gain_bits_final for s in run.samples]
+    assert "final (failing) stage" in fig.data[3].name and list(fig.data[3].y) == pytest.approx(final)
+    assert [r["compressed_tokens"] for r in rows] == [s.compressed_tokens for s in run.samples]
+    assert "compressed tokens (paper's unit)" in fig.layout.title.text and "(n=3)" in fig.layout.title.text
 
 
 def test_horizon_one_has_zero_information_gain():

@@ -109,7 +109,9 @@ def horizon_ig_data(run: CramRun) -> list[dict]:
             "text_id": s.text_id,
             "horizon": s.horizon,
             "length": len(s.sequence),
+            "compressed_tokens": s.compressed_tokens,
             "information_gain_bits": 0.0 if s.horizon <= 1 else finite(s.information_gain_bits),
+            "information_gain_bits_final": finite(s.information_gain_bits_final),
             "h_lm_bits": 0.0 if s.horizon <= 1 else finite(s.h_lm_bits),
             "steps": s.steps,
         }
@@ -139,9 +141,9 @@ def horizon_ig_bars(run: CramRun, title: str = "") -> tuple[go.Figure, list[dict
             text=[str(r["horizon"]) for r in rows],
             textposition="outside",
             showlegend=False,
-            customdata=[[r["length"], r["steps"]] for r in rows],
-            hovertemplate="sample %{x}: %{y} of %{customdata[0]} tokens, %{customdata[1]} steps"
-            "<extra></extra>",
+            customdata=[[r["length"], r["steps"], r["compressed_tokens"]] for r in rows],
+            hovertemplate="sample %{x}: %{y} of %{customdata[0]} tokens (%{customdata[2]} compressed tokens, "
+            "the paper's unit), %{customdata[1]} steps<extra></extra>",
         ),
         1,
         1,
@@ -158,24 +160,34 @@ def horizon_ig_bars(run: CramRun, title: str = "") -> tuple[go.Figure, list[dict
             x=x,
             y=[r["information_gain_bits"] for r in rows],
             marker_color="#f58518",
-            name="information gain H_LM - H_comp",
+            name="information gain H_LM - H_comp (horizon)",
+        ),
+        1,
+        2,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[r["information_gain_bits_final"] for r in rows],
+            marker_color="#e45756",
+            name="information gain at the final (failing) stage, one token longer: the paper's tables",
         ),
         1,
         2,
     )
     sm = run.summary()
-    igs = [r["information_gain_bits"] for r in rows if r["information_gain_bits"] is not None]
     model = run.config.get("settings", {}).get("model", "")
     fig.update_xaxes(title_text="sample", type="category")
     fig.update_yaxes(title_text="tokens", row=1, col=1)
     fig.update_yaxes(title_text="bits", row=1, col=2)
     fig.update_layout(
         title=title
-        or f"{model}: horizon mean {sm['horizon_mean']:.1f} tokens, information gain mean "
-        f"{sum(igs) / max(1, len(igs)):.1f} bits ({len(rows)} samples)",
+        or f"{model}, means with 95% t-intervals: horizon {sm['horizon']}, compressed tokens (paper's unit) "
+        f"{sm['compressed_tokens']}<br>IG {sm['ig_bits']} bits at the horizon, {sm['ig_final_bits']} at the final "
+        "stage",
         barmode="group",
         width=1200,
-        height=500,
+        height=540,
         legend={"orientation": "h", "x": 0.56, "y": -0.18},
     )
     return fig, rows
