@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def main(argv=None) -> None:
     table = tj.geometry_table(run, a.converged_only)
     result["geometry"] = table
     result["geometry_summary"] = tj.summarize(table)
-    console.print(geometry_table(table, result["geometry_summary"], run))
+    console.print(geometry_table(table, run))
     vs_len = [x for sid in tj.sample_ids(run) for x in tj.pca99_vs_length(run, sid)]
     result["pca99_vs_length"] = vs_len
     pairs = su.step_pairs(run, model)
@@ -135,11 +134,7 @@ def main(argv=None) -> None:
     cli.refresh_results(a, "trajectory", out, log=console.print)
 
 
-def _ms(x: tuple[float, float], fmt: str = "{:.1f}") -> str:
-    return "–" if not math.isfinite(x[0]) else f"{fmt.format(x[0])} ± {fmt.format(x[1])}"
-
-
-def geometry_table(table: list[dict], s: dict, run) -> Table:
+def geometry_table(table: list[dict], run) -> Table:
     t = Table(
         title=f"Trajectory geometry per sample ({run.config['settings'].get('model', '?')})",
         title_justify="left",
@@ -157,17 +152,23 @@ def geometry_table(table: list[dict], s: dict, run) -> Table:
             str(r["pca99"]),
             f"{r['traj_length']:.1f}",
         )
+    from cramlens.stats import mean_ci
+
+    def ci(key: str, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+        return mean_ci([scale * r[key] for r in table]).format(fmt).split(" (n=")[0]
+
     t.add_row(
-        "mean ± std",
-        _ms(s["stages"]),
-        _ms(s["horizon"]),
-        _ms(tuple(100 * x for x in s["pc1"])) + "%",
-        _ms(tuple(100 * x for x in s["pc2"])) + "%",
-        _ms(tuple(100 * x for x in s["pc12"])) + "%",
-        _ms(s["pca99"]),
-        _ms(s["traj_length"]),
+        f"mean [95% t-CI], n={len(table)}",
+        ci("stages"),
+        ci("horizon"),
+        ci("pc1", 100) + "%",
+        ci("pc2", 100) + "%",
+        ci("pc12", 100) + "%",
+        ci("pca99"),
+        ci("traj_length"),
         style="bold",
     )
+    t.caption = "paper rows: mean ± sd as published"
     for row in PAPER_TRAJ:
         t.add_row(row[0], row[1], "", "", "", row[4], row[5], row[6], style="dim")
     return t

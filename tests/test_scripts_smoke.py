@@ -91,7 +91,7 @@ def test_knockout_sweep_script_writes_rows_summary_and_figures(tmp_path):
     assert (tmp_path / "f" / "tiny-llama_all_knockout_accuracy.html").exists()
 
 
-def test_trajectory_script_analyses_a_progressive_run_and_draws_its_figures(tmp_path):
+def test_trajectory_script_analyses_a_progressive_run_and_draws_its_figures(tmp_path, capsys):
     import trajectory as script
 
     model = cl.load_model("tiny-llama", device="cpu")
@@ -114,3 +114,4 @@ def test_trajectory_script_analyses_a_progressive_run_and_draws_its_figures(tmp_
     )
     assert (tmp_path / "f" / "pca_trajectories.html").exists()
     assert (tmp_path / "f" / "trajectory.json").exists()
+    assert "mean [95% t-CI]" in capsys.readouterr().out  # every reported mean carries n and an interval
