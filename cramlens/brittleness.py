@@ -17,7 +17,6 @@ import torch
 from rich.table import Table
 
 from .generation import cast_model, dtype_name, regenerate
-from .metrics import teacher_forced_accuracy
 from .results import CramRun
 
 
@@ -46,7 +45,7 @@ def reconstruction_rows(
     Teacher forcing runs in the model's dtype; generation in ``dtype`` (default: the model's), on a copy of the
     model cast once for the whole run.
     """
-    from .forward import score, target_logits
+    from .forward import exact_prefix, score, target_logits
     from .layout import build_batch
 
     gen_model = cast_model(model, dtype) if dtype is not None else model
@@ -59,11 +58,11 @@ def reconstruction_rows(
             continue
         seq = s.sequence[:n]
         mem = s.embedding.to(model.cfg.device)[None]
-        tf = float(teacher_forced_accuracy(model, mem, [seq], s.layout)[0])
         batch = build_batch(model, [seq], [n], s.layout)
         sc = score(target_logits(model, mem, batch).detach(), batch)
-        wrong = (~sc.correct).nonzero()
-        tf_first = int(batch.t_index[wrong[0, 0]]) if len(wrong) else None
+        tf = float(sc.accuracy[0])
+        prefix = int(exact_prefix(batch, sc.correct)[0])
+        tf_first = None if prefix == n else prefix
         g = regenerate(gen_model, mem, seq, s.layout)
         out.append(
             ReconstructionRow(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from transformer_lens import HookedTransformer
 
-from .forward import LN2, logits_from_residual, residual_at_targets, score
+from .forward import LN2, Scores, exact_prefix, logits_from_residual, residual_at_targets, score
 from .hooks import EMPTY, HookSet, capture
 from .layout import Batch, Layout, build_batch
 from .optim import BatchedAdamW, Schedule
@@ -53,6 +53,27 @@ class StageRecord:
     coefficients: torch.Tensor | None
     reason: str = ""
     tf_exact_prefix: int = 0  # targets before the first wrong argmax (stage_seq_len when all are right)
+
+
+class _Measured:
+    """One forward's per-row numbers. The reductions only a finished stage records (bits, minimum margin, exact
+    prefix) are made on the first stage end of the iteration, not on every step."""
+
+    def __init__(self, batch: Batch, scores: Scores) -> None:
+        self.batch, self.scores = batch, scores
+        self.accuracy = scores.accuracy.detach().cpu()
+        self.loss = scores.loss.detach().cpu()
+        self._ends: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def stage_end(self, r: int) -> tuple[float, float, int]:
+        """``(h_comp bits, minimum target margin, teacher-forced exact prefix)`` of batch row ``r``."""
+        if self._ends is None:
+            b, sc = self.batch, self.scores
+            margin = torch.full((b.batch_size,), float("inf"))
+            margin = margin.scatter_reduce(0, b.t_row.cpu(), sc.margin.float().cpu(), "amin")
+            self._ends = (sc.ce_bits_from1.cpu(), margin, exact_prefix(b, sc.correct))
+        bits, margin, prefix = self._ends
+        return float(bits[r]), float(margin[r]), int(prefix[r])
 
 
 @dataclass
@@ -229,13 +250,9 @@ class CramLoop:
         st, rc = self.state, self.recipe
         rows = [j for j in range(len(self.sequences)) if int(st.status[j]) == ACTIVE]
         batch, scores, loss = self._forward(rows)
-        acc = scores.accuracy.detach().cpu()
-        ce_bits = scores.ce_bits_from1.cpu()
-        losses = scores.loss.detach().cpu()
+        m = _Measured(batch, scores)
+        acc, losses = m.accuracy, m.loss
         finite = torch.isfinite(loss.detach()).cpu()
-        min_margin = torch.full((len(rows),), float("inf"))
-        min_margin = min_margin.scatter_reduce(0, batch.t_row.cpu(), scores.margin.float().cpu(), "amin")
-        prefix = exact_prefix(batch, scores.correct)
         B = len(self.sequences)
         stepping = torch.zeros(B, dtype=torch.bool)
         emb = None
@@ -243,18 +260,7 @@ class CramLoop:
             if not bool(finite[r]):
                 st.status[j] = FAILED_NAN
                 emb = self.memory.materialize().detach() if emb is None else emb
-                self._emit(
-                    on_stage,
-                    j,
-                    False,
-                    acc[r],
-                    losses[r],
-                    ce_bits[r],
-                    min_margin[r],
-                    emb,
-                    "nan_loss",
-                    prefix[r],
-                )
+                self._emit(on_stage, j, r, m, False, emb, "nan_loss")
                 continue
             passed = bool(acc[r] >= rc.threshold)
             out_of_budget = (
@@ -265,9 +271,7 @@ class CramLoop:
                 # a stage cut short by the per-sample budget is not a stage the method failed
                 cut = not passed and int(st.stage_steps[j]) < rc.steps_per_stage
                 why = "sample_budget" if cut else ""
-                self._emit(
-                    on_stage, j, passed, acc[r], losses[r], ce_bits[r], min_margin[r], emb, why, prefix[r]
-                )
+                self._emit(on_stage, j, r, m, passed, emb, why)
                 self._advance(j, passed)
             else:
                 stepping[j] = True
@@ -289,15 +293,17 @@ class CramLoop:
             "loss": {j: float(losses[r]) for r, j in enumerate(rows)},
         }
 
-    def _emit(self, on_stage, j, passed, acc, loss, bits, margin, emb, reason, prefix) -> None:
+    def _emit(self, on_stage, j: int, r: int, m: _Measured, passed: bool, emb, reason: str) -> None:
+        """Record the end of sample ``j``'s stage (batch row ``r`` of the forward ``m``)."""
         st = self.state
+        bits, margin, prefix = m.stage_end(r)
         rec = StageRecord(
             sample=j,
             stage_index=int(st.stage_index[j]),
             stage_seq_len=int(st.length[j]),
             converged=passed,
-            accuracy=float(acc),
-            loss=float(loss),
+            accuracy=float(m.accuracy[r]),
+            loss=float(m.loss[r]),
             steps_taken=int(self.opt.steps[j]),
             steps_spent=int(st.spent[j]),
             stage_steps=int(st.stage_steps[j]),
@@ -310,7 +316,7 @@ class CramLoop:
                 else None
             ),
             reason=reason or ("" if passed else "stage_failed"),
-            tf_exact_prefix=int(prefix),
+            tf_exact_prefix=prefix,
         )
         if on_stage is not None:
             on_stage(rec)
@@ -379,14 +385,6 @@ def hybrid_clean_hidden(
     with torch.no_grad(), capture(names, store).applied(model):
         model(ids, stop_at_layer=max(1, n_layers), padding_side="right")
     return {layer: store[f"blocks.{layer}.hook_resid_post"][0] for layer in range(n_layers)}
-
-
-def exact_prefix(batch: Batch, correct: torch.Tensor) -> torch.Tensor:
-    """Per batch row: the index of the first wrongly predicted target (its length when every target is right)."""
-    lengths = torch.tensor(batch.lengths, dtype=torch.long)
-    wrong_at = torch.where(correct.cpu(), lengths.max() + 1, batch.t_index.cpu())
-    first = lengths.clone().scatter_reduce(0, batch.t_row.cpu(), wrong_at, "amin")
-    return torch.minimum(first, lengths)
 
 
 def bits(nats: float) -> float:

@@ -96,3 +96,11 @@ def _margin_and_correct(logits: torch.Tensor, t_ids: torch.Tensor) -> tuple[torc
     if len(ties):
         correct[ties] = logits[ties].argmax(dim=1) == t_ids[ties]
     return margin, correct
+
+
+def exact_prefix(batch: Batch, correct: torch.Tensor) -> torch.Tensor:
+    """Per batch row: the index of the first wrongly predicted target (its length when every target is right)."""
+    lengths = torch.tensor(batch.lengths, dtype=torch.long)
+    wrong_at = torch.where(correct.cpu(), lengths.max() + 1, batch.t_index.cpu())
+    first = lengths.clone().scatter_reduce(0, batch.t_row.cpu(), wrong_at, "amin")
+    return torch.minimum(first, lengths)

@@ -53,7 +53,7 @@ def restore_greedy(samples: list[CrammedSample], path: Path) -> None:
 
 def backfill_tf_prefix(model, rows: list[dict], layout: Layout) -> None:
     """Set ``tf_exact_prefix`` on full-cramming rows that lack it (older runs), from their embeddings."""
-    from .forward import score, target_logits
+    from .forward import exact_prefix, score, target_logits
     from .layout import build_batch
 
     for r in rows:
@@ -64,8 +64,7 @@ def backfill_tf_prefix(model, rows: list[dict], layout: Layout) -> None:
         emb = torch.as_tensor(r["embedding"], dtype=torch.float32).reshape(-1, model.cfg.d_model)
         with torch.no_grad():
             sc = score(target_logits(model, emb.to(model.cfg.device)[None], batch), batch)
-        wrong = (~sc.correct).nonzero()
-        r["tf_exact_prefix"] = int(batch.t_index[wrong[0, 0]]) if len(wrong) else len(seq)
+        r["tf_exact_prefix"] = int(exact_prefix(batch, sc.correct)[0])
 
 
 def load_trajectories(
