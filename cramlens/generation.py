@@ -53,6 +53,7 @@ from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
 from .errors import check
 from .hooks import inject
 from .layout import Layout, placeholder_id
+from .models import resolve_dtype
 
 __all__ = [
     "Generated",
@@ -66,23 +67,9 @@ __all__ = [
     "regenerate_many",
 ]
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
 
 def _dtype(dtype: torch.dtype | str | None, model: HookedTransformer) -> torch.dtype:
-    if dtype is None:
-        return model.cfg.dtype
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    check(dtype.lower() in _DTYPES, f"unknown dtype {dtype!r}; use 'float32', 'bfloat16' or 'float16'")
-    return _DTYPES[dtype.lower()]
+    return model.cfg.dtype if dtype is None else resolve_dtype(dtype)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

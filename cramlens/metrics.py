@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 
 from .forward import LN2, logits_from_residual, score, target_logits
-from .generation import Generation, regenerate_many
+from .generation import regenerate_many
 from .hooks import EMPTY, HookSet, inject
 from .layout import Layout, build_batch, placeholder_id
 
@@ -30,17 +30,12 @@ def teacher_forced_accuracy(
     return score(target_logits(model, memory, batch, hooks), batch).accuracy
 
 
-#: One sample's greedy reconstruction (``generation.Generation``; the old name, kept for callers).
-Greedy = Generation
-
-
 @torch.no_grad()
 def greedy_decode(
     model: HookedTransformer,
     memory: torch.Tensor,
     n_tokens: int,
     layout: Layout = Layout(),
-    pad_to: int | None = None,
     hooks: HookSet = EMPTY,
     prompt: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -53,9 +48,7 @@ def greedy_decode(
     ``prompt`` (``[B, k]``) is fed after the memory before decoding: the input-only first token of Kuratov's
     scoring (``Layout(score_from="text")``), which the memory is never trained to predict.
 
-    ``memory`` is ``[B, m, d]``. With ``pad_to`` every forward is right-padded to that many positions, i.e. the
-    shapes (and kernels) of the teacher-forced forward: the decoded prefix then sees the teacher-forced logits bit
-    for bit, so this mode only re-derives teacher forcing and cannot test generation. Returns ``[B, n_tokens]``.
+    ``memory`` is ``[B, m, d]``. Returns ``[B, n_tokens]``.
     """
     mem = memory if memory.dim() == 3 else memory.unsqueeze(0)
     B, m = mem.shape[0], mem.shape[1]
@@ -70,43 +63,17 @@ def greedy_decode(
     hs = inject(mem, list(range(p0, p0 + m))) + hooks
     for _ in range(n_tokens):
         ids = torch.cat([base, out], dim=1)
-        width = ids.shape[1]
-        if pad_to is not None and pad_to > width:
-            ids = torch.cat([ids, ids.new_full((B, pad_to - width), placeholder_id(model))], dim=1)
         with model.hooks(fwd_hooks=list(hs)):
             resid = model(ids, stop_at_layer=model.cfg.n_layers, padding_side="right")
-        last = resid[:, width - 1]
+        last = resid[:, -1]
         nxt = logits_from_residual(model, last).argmax(dim=-1)
         out = torch.cat([out, nxt[:, None]], dim=1)
     return out
 
 
-def compare(generated: Sequence[int], target: Sequence[int]) -> Generation:
-    """Compare a decoded sequence with its target (no margins: nothing was generated here)."""
-    gen, tgt = [int(x) for x in generated], [int(x) for x in target]
-    first = next((i for i, t in enumerate(tgt) if i >= len(gen) or gen[i] != t), None)
-    return Generation(
-        gen, tgt, 0, first is None, first, len(tgt) if first is None else first, [], [], None, None, ""
-    )
-
-
-def greedy_reconstruction(
-    model: HookedTransformer,
-    memory: torch.Tensor,
-    sequences: Sequence[Sequence[int]],
-    layout: Layout = Layout(),
-    dtype: torch.dtype | str | None = None,
-    feed_bos: bool = False,
-) -> list[Generation]:
-    """Greedy reconstruction of each target sequence from its memory row by real generation (one sample at a time).
-
-    ``generation.regenerate_many``: autoregressive from the memory alone through TransformerLens's KV cache, in
-    the model's dtype or in ``dtype`` (a cast copy, e.g. ``torch.bfloat16``). Independent of teacher forcing: a
-    different computation (incremental, own tokens fed back) that can disagree with it. Under Kuratov's scoring
-    the first token is given; a BOS after the memory is generated too unless ``feed_bos``. ``first_mismatch``
-    indexes ``seq``.
-    """
-    return regenerate_many(model, memory, sequences, layout, dtype=dtype, feed_bos=feed_bos)
+#: Greedy reconstruction by real generation (``generation.regenerate_many``: KV cache, own tokens fed back, in the
+#: model's dtype or a cast copy); the name callers and ``cramlens`` use.
+greedy_reconstruction = regenerate_many
 
 
 @torch.no_grad()

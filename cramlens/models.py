@@ -299,7 +299,8 @@ def _resolve(name: str) -> HookedTransformer:
 # Public API
 
 
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch floating dtype from a name (float32/fp32, bfloat16/bf16, float16/fp16) or a dtype (checked)."""
     if isinstance(dtype, torch.dtype):
         check(
             dtype.is_floating_point,
@@ -348,7 +349,7 @@ def load_model(
     check(
         isinstance(name, str) and bool(name.strip()), f"model name must be a non-empty string, got {name!r}"
     )
-    torch_dtype = _resolve_dtype(dtype)
+    torch_dtype = resolve_dtype(dtype)
     dev = _resolve_device(device)
     with quiet_tl():
         model = _resolve(name)
