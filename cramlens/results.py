@@ -164,11 +164,8 @@ class CramRun:
             "ig_bits": mean_ci(igs),
             "ig_final_bits": mean_ci([s.information_gain_bits_final for s in self.samples]),
             "steps": mean_ci([s.steps for s in self.samples]),
-            "horizon_mean": sum(hs) / max(1, len(hs)),
             "horizon_min": min(hs, default=0),
             "horizon_max": max(hs, default=0),
-            "ig_mean_bits": sum(igs) / max(1, len(igs)),
-            "steps_mean": sum(s.steps for s in self.samples) / max(1, len(hs)),
             "greedy_exact_rate": _mean([s.greedy_exact for s in self.samples if s.greedy_exact is not None]),
         }
 
@@ -176,9 +173,9 @@ class CramRun:
         s = self.summary()
         where = f" at {self.path}" if self.path else ""
         return (
-            f"CramRun({self.kind}, {s['samples']} samples, horizon mean {s['horizon_mean']:.1f} "
-            f"[{s['horizon_min']}..{s['horizon_max']}], IG mean {s['ig_mean_bits']:.1f} bits, "
-            f"{s['steps_mean']:.0f} steps/sample{where})"
+            f"CramRun({self.kind}, {s['samples']} samples, horizon mean {s['horizon'].mean:.1f} "
+            f"[{s['horizon_min']}..{s['horizon_max']}], IG mean {s['ig_bits'].mean:.1f} bits, "
+            f"{s['steps'].mean:.0f} steps/sample{where})"
         )
 
     def _repr_pretty_(self, p, cycle: bool) -> None:

@@ -104,7 +104,7 @@ def run_status(path: Path, run) -> str:
     )
     return (
         f"`{path}`: {st.get('model', '?')} {run.kind}, {len(run.samples)} samples, {len(run.rows)} rows, "
-        f"mean horizon {run.summary()['horizon_mean']:.1f} ({state}; config.json created {run.config.get('created', '?')})"
+        f"mean horizon {run.summary()['horizon'].mean:.1f} ({state}; config.json created {run.config.get('created', '?')})"
     )
 
 
