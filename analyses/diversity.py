@@ -30,11 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cramlens import CramRun
 from cramlens.errors import check
 from cramlens.params import init_rows
+from cramlens.stats import bootstrap_ci, mean_ci
 
 
 def initial_embedding(run: CramRun, sample_id: int) -> torch.Tensor:
@@ -157,33 +159,50 @@ def _quantile(xs: Sequence[float], q: float) -> float:
 
 
 def summarize(groups: Sequence[Group], d: int | None = None) -> dict:
-    """The paper's table row: N, IG CV %, Sol. dist. median [IQR], Dir. cos., Disp. ratio (+ 1/sqrt(d))."""
+    """The paper's table row: N, IG CV %, Sol. dist. median [IQR], Dir. cos., Disp. ratio (+ 1/sqrt(d)).
+
+    Each statistic also comes as ``<name>_ci`` (a :class:`cramlens.stats.MeanCI` dict, ``n`` = groups): a t interval
+    for the means over groups (IG CV, Dir. cos., displacement per LR), a percentile bootstrap over groups for the
+    medians and the Disp. ratio (a ratio of means over the groups holding both LRs). Groups of one sample share its
+    text, so these intervals treat correlated groups as independent (as the paper's N does).
+    """
     if not groups:
         return {"N": 0}
     sd = [g.sol_dist for g in groups]
     lrs = sorted({lr for g in groups for lr in g.lrs})
     both = [g for g in groups if lrs[0] in g.disp and lrs[-1] in g.disp]
-    ratio = (
-        statistics.mean(g.disp[lrs[-1]] for g in both) / statistics.mean(g.disp[lrs[0]] for g in both)
-        if both
-        else float("nan")
-    )
-    per_lr = {lr: statistics.mean(g.disp[lr] for g in groups if lr in g.disp) for lr in lrs}
-    ig = [g.ig_cv for g in groups if math.isfinite(g.ig_cv)]
+    pairs = np.array([[g.disp[lrs[-1]], g.disp[lrs[0]]] for g in both], dtype=float).reshape(-1, 2)
+    ratio = bootstrap_ci(pairs, _ratio_of_means)
+    per_lr = {lr: mean_ci(g.disp[lr] for g in groups if lr in g.disp) for lr in lrs}
+    ig = mean_ci(g.ig_cv for g in groups if math.isfinite(g.ig_cv))
+    sol = bootstrap_ci(sd)
+    orth = bootstrap_ci([g.sol_dist_orth for g in groups])
+    cos = mean_ci(g.dir_cos for g in groups)
     return {
         "N": len(groups),
         "samples": len({g.sample_id for g in groups}),
-        "ig_cv": statistics.mean(ig) if ig else float("nan"),
-        "sol_dist_median": statistics.median(sd),
+        "ig_cv": ig.mean,
+        "sol_dist_median": sol.mean,
         "sol_dist_q1": _quantile(sd, 0.25),
         "sol_dist_q3": _quantile(sd, 0.75),
-        "sol_dist_orth_median": statistics.median(g.sol_dist_orth for g in groups),
-        "dir_cos": statistics.mean(g.dir_cos for g in groups),
-        "disp_ratio": ratio,
-        "disp_by_lr": per_lr,
+        "sol_dist_orth_median": orth.mean,
+        "dir_cos": cos.mean,
+        "disp_ratio": ratio.mean,
+        "disp_by_lr": {lr: m.mean for lr, m in per_lr.items()},
         "random_cos": 1.0 / math.sqrt(d) if d else float("nan"),
         "lrs": lrs,
+        "ig_cv_ci": ig.to_dict(),
+        "sol_dist_median_ci": sol.to_dict(),
+        "sol_dist_orth_median_ci": orth.to_dict(),
+        "dir_cos_ci": cos.to_dict(),
+        "disp_ratio_ci": ratio.to_dict(),
+        "disp_by_lr_ci": {lr: m.to_dict() for lr, m in per_lr.items()},
     }
+
+
+def _ratio_of_means(pairs: np.ndarray) -> float:
+    """Mean of column 0 over mean of column 1 (the Disp. ratio of ``[disp at largest LR, at smallest LR]`` rows)."""
+    return float(pairs[:, 0].mean() / pairs[:, 1].mean())
 
 
 def load_sweep(root: str | Path, pattern: str = "lrsweep_*") -> dict[float, CramRun]:

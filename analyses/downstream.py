@@ -281,7 +281,9 @@ def _rows(chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: 
 
 
 def summarize_rows(rows: Sequence[dict]) -> dict:
-    """Base / Cram accuracies per variant, over all items and over the converged subset; Conv%."""
+    """Base / Cram (/ random-memory control) accuracies per variant with n and 95% Wilson intervals, over all items
+    and over the converged subset; Conv%; ``paired_converged`` / ``paired_all``: ``{ref}_vs_cram`` exact McNemar
+    flips per variant (``a`` = the reference, ``b`` = the cram: ``b_only`` items the memory turns right)."""
     base = {v: [r["base"][v] for r in rows] for v in rows[0]["base"]} if rows else {}
     comp = {v: [r["cram"][v] for r in rows] for v in rows[0]["cram"]} if rows else {}
     labels = [r["label"] for r in rows]
@@ -300,11 +302,13 @@ def summarize_rows(rows: Sequence[dict]) -> dict:
         refs["random"] = ctrl = {v: [r["random"][v] for r in rows] for v in rows[0]["random"]}
         out["random"] = summarize_choice_scores(ctrl, labels, ntok)
         out["random_converged"] = summarize_choice_scores(ctrl, labels, ntok, conv)
-    # paired on the converged subset: items the memory turns right / wrong, against no memory and the control
-    out["paired_converged"] = {
-        f"{ref}_vs_cram": {
-            v: paired_flips(predict(nll[v]), predict(comp[v]), labels, conv) for v in nll if v in comp
+    # paired (same items): what the memory turns right / wrong against no memory and against the control, with
+    # the exact McNemar p, on the converged subset and on all items
+    for key, mask in (("paired_converged", conv), ("paired_all", None)):
+        out[key] = {
+            f"{ref}_vs_cram": {
+                v: paired_flips(predict(nll[v]), predict(comp[v]), labels, mask) for v in nll if v in comp
+            }
+            for ref, nll in refs.items()
         }
-        for ref, nll in refs.items()
-    }
     return out

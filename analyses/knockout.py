@@ -10,9 +10,11 @@ and summaries: ``base``, ``cram``, ``forward:k`` (layers 0..k-1), ``reverse:k`` 
 ``control_…``; the reference mask adds ``@reference`` (``forward:4@reference``), so rows written before masks
 existed read back as the text mask.
 
-Masks (``cramlens.interventions``): ``text`` masks the text queries' scores on the memory key; ``reference`` is the
-research code's, which also makes the memory's own row uniform over all keys (future ones included). They agree
-when no unmasked layer follows a masked one (``reverse:k``, ``forward:L``) and differ otherwise.
+Masks (``cramlens.interventions``): ``text``: the text queries lose the memory key at the masked layers;
+``reference``: the research code's 4-D mask, which also makes the memory's own query row uniform over all keys,
+future ones included. The two are equal when no unmasked layer follows a masked one (``reverse:k``, ``forward:L``)
+and differ otherwise. :func:`summarize_sweep` keeps them apart (``forward:4`` / ``forward:4@reference``),
+:func:`masks_in` says which a summary holds, and ``analyses.plots.eval_figures`` draws each one it holds.
 
 Cost: the unmasked layers below a knockout's first masked layer are the cram forward's, so such conditions start
 from its cached ``resid_pre`` (``start_at_layer``) and pay only for the layers from there.
@@ -35,8 +37,9 @@ from cramlens.errors import check
 from cramlens.hooks import EMPTY, HookSet, capture
 from cramlens.interventions import Knockout
 from cramlens.layout import Batch, placeholder_id
+from cramlens.stats import mean_ci
 
-from .scoring import choice_sequences, nll_at, residual, sequence_batch
+from .scoring import choice_sequences, mcnemar, nll_at, residual, sequence_batch, with_interval
 from .tasks import Item
 
 DIRECTIONS = ("forward", "reverse", "per_layer")
@@ -285,22 +288,43 @@ def attention_mass(
 
 
 def summarize_sweep(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
-    """Per condition over items: HellaSwag accuracy (%), mean TF reconstruction, exact-TF rate, context CE."""
+    """Per condition over items: HellaSwag accuracy (%), mean TF reconstruction, exact-TF rate, context CE.
+
+    Accuracies carry ``<key>_lo`` / ``<key>_hi`` (95% Wilson over ``n`` items), the mean TF its t interval
+    (``tf_ci``, a ``MeanCI`` dict), and every condition but ``cram`` ``vs_cram``: the exact McNemar test of
+    its per-item correctness against the cram's on the same items (``a`` = cram, ``b`` = this condition:
+    ``b_only`` items it turns right, ``a_only`` items it turns wrong).
+    """
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["cond"], []).append(r)
+    cram = {r["id"]: r["correct"] for r in by.get("cram", [])}
     out = {}
     for cond, rs in by.items():
-        tfs = [r["tf"] for r in rs if not math.isnan(r["tf"])]
+        tf = mean_ci(r["tf"] for r in rs)  # nan (no reconstruction target) rows are dropped
         ces = [r["ce_ctx"] for r in rs if not math.isnan(r["ce_ctx"])]
-        out[cond] = {
+        tfs = [r["tf"] for r in rs if not math.isnan(r["tf"])]
+        d = {
             "n": len(rs),
             "acc": 100.0 * sum(r["correct"] for r in rs) / len(rs),
-            "tf": sum(tfs) / len(tfs) if tfs else float("nan"),
+            "tf": tf.mean,
+            "tf_ci": tf.to_dict(),
             "tf_exact": 100.0 * sum(t >= 1.0 for t in tfs) / len(tfs) if tfs else float("nan"),
             "ce_ctx": sum(ces) / len(ces) if ces else float("nan"),
         }
+        out[cond] = with_interval(d, ["acc"])
+        paired = [r for r in rs if r["id"] in cram]
+        if cond != "cram" and paired:
+            flips = mcnemar([cram[r["id"]] for r in paired], [r["correct"] for r in paired])
+            out[cond]["vs_cram"] = {**flips, "n": len(paired)}
     return out
+
+
+def masks_in(summary: dict) -> list[str]:
+    """The masks whose knockouts a sweep summary holds: ``text`` (names without a suffix) first, then each
+    ``@mask`` suffix; ``["text"]`` when it holds no knockout (older summaries and base/cram only)."""
+    found = {name.rsplit("@", 1)[1] if "@" in name else "text" for name in summary if ":" in name}
+    return sorted(found, key=lambda m: (m != "text", m)) or ["text"]
 
 
 def curve(

@@ -21,8 +21,10 @@ from cramlens.errors import check
 from cramlens.hooks import inject
 from cramlens.layout import placeholder_id
 from cramlens.runs import atomic_save_tensors
+from cramlens.stats import mean_ci
 from cramlens.texts import TextSample
 
+from .scoring import mcnemar, with_interval
 from .tasks import Item
 
 LETTERS = "ABCD"
@@ -230,22 +232,34 @@ def evaluate_item(
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
-    """Per mode: Acc and Valid (%) under our strict parser and the reference's first-letter rule."""
+    """Per mode: Acc and Valid (%) under our strict parser and the reference's first-letter rule, each with
+    ``<key>_lo`` / ``<key>_hi`` (95% Wilson over ``n`` items), the crams' mean TF with its t interval (``cram_tf_ci``), and for every
+    mode but the baseline ``vs_baseline``: exact McNemar flips on the items both modes answered (``a`` = baseline,
+    ``b`` = this mode; ``correct``: strict parser, ``correct_ref``: the reference's)."""
     out = {}
+    base = {r["id"]: r for r in rows if r["mode"] == "baseline"}
     for mode in MODES:
         rs = [r for r in rows if r["mode"] == mode]
         if not rs:
             continue
         n = len(rs)
-        conv = [r["cram_accuracy"] for r in rs if r["cram_accuracy"] == r["cram_accuracy"]]
-        out[mode] = {
+        tf = mean_ci(r["cram_accuracy"] for r in rs)  # nan (no cram) rows are dropped
+        d = {
             "n": n,
             "acc": 100.0 * sum(r["correct"] for r in rs) / n,
             "valid": 100.0 * sum(r["valid"] for r in rs) / n,
             "acc_ref": 100.0 * sum(r["correct_ref"] for r in rs) / n,
             "valid_ref": 100.0 * sum(r["valid_ref"] for r in rs) / n,
-            "cram_tf": sum(conv) / len(conv) if conv else float("nan"),
+            "cram_tf": tf.mean,
+            "cram_tf_ci": tf.to_dict(),
             "pred_dist": {x: sum(r["pred"] == x for r in rs) for x in (*LETTERS, None)},
             "gold_dist": {x: sum(r["answer"] == x for r in rs) for x in LETTERS},
         }
+        out[mode] = with_interval(d, ["acc", "valid", "acc_ref", "valid_ref"])
+        paired = [(base[r["id"]], r) for r in rs if r["id"] in base]
+        if mode != "baseline" and paired:
+            out[mode]["vs_baseline"] = {
+                key: {**mcnemar([b[key] for b, _ in paired], [r[key] for _, r in paired]), "n": len(paired)}
+                for key in ("correct", "correct_ref")
+            }
     return out

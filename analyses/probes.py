@@ -32,7 +32,11 @@ unseen token classes can be decoded.
 **Splits and chance.** K-fold over samples (``GroupKFold`` on ``groups``, so several embeddings of one text never
 straddle train and test); standardisation and the ridge penalty (efficient leave-one-out over an ``alpha`` grid) are
 fit on the training folds only. Each score comes with an empirical chance level: the same pipeline with the labels
-permuted across samples (mean of ``n_shuffles`` permutations).
+permuted across samples (mean of ``n_shuffles`` permutations, with its t interval).
+
+**Intervals.** Both scores are ratios of per-row sums over the held-out rows (2-vs-2 wins over pairs; class-weighted
+hits over weights); :func:`score_interval` gives the score a 95% t interval over texts from the per-row terms,
+summed per text since the stage embeddings of one text are not independent.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from cramlens.errors import check
 from cramlens.hooks import inject
 from cramlens.layout import Layout, placeholder_id
+from cramlens.stats import MeanCI, mean_ci
 
 ALPHAS = np.logspace(-1, 6, 15)
 
@@ -168,11 +173,14 @@ def ridge_loo_predict(Xtr: np.ndarray, Ytr: np.ndarray, Xte: np.ndarray, alphas=
     return (Xte - mx) @ Xc.T @ dual + my
 
 
-def identity_2v2(X: np.ndarray, tokens: np.ndarray, W_E: np.ndarray, folds) -> float:
-    """Held-out 2-vs-2 accuracy of a ridge map from ``X`` to unit token embeddings ``W_E[tokens]``."""
+def identity_2v2_items(
+    X: np.ndarray, tokens: np.ndarray, W_E: np.ndarray, folds
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: its share of the held-out 2-vs-2 wins and of the scored pairs (a pair counts half for each member),
+    so that the 2-vs-2 accuracy is ``wins.sum() / pairs.sum()`` (:func:`identity_2v2`)."""
     T = W_E[tokens]
     T = T / np.linalg.norm(T, axis=1, keepdims=True).clip(1e-12)
-    hits = total = 0
+    wins, pairs = np.zeros(len(X)), np.zeros(len(X))
     for tr, te in folds:
         sc = StandardScaler().fit(X[tr])
         P = ridge_loo_predict(sc.transform(X[tr]), T[tr], sc.transform(X[te]))
@@ -181,14 +189,19 @@ def identity_2v2(X: np.ndarray, tokens: np.ndarray, W_E: np.ndarray, folds) -> f
         d = np.diag(S)
         ok = tokens[te][:, None] != tokens[te][None, :]
         iu = np.triu(ok, 1)
-        win = (d[:, None] + d[None, :]) > (S + S.T)
-        hits += int((win & iu).sum())
-        total += int(iu.sum())
-    return hits / total if total else float("nan")
+        won = ((d[:, None] + d[None, :]) > (S + S.T)) & iu
+        wins[te] += 0.5 * (won.sum(1) + won.sum(0))
+        pairs[te] += 0.5 * (iu.sum(1) + iu.sum(0))
+    return wins, pairs
 
 
-def binary_probe(X: np.ndarray, y: np.ndarray, folds) -> float:
-    """Held-out balanced accuracy of a ridge classifier (balanced class weights) on ``X``."""
+def identity_2v2(X: np.ndarray, tokens: np.ndarray, W_E: np.ndarray, folds) -> float:
+    """Held-out 2-vs-2 accuracy of a ridge map from ``X`` to unit token embeddings ``W_E[tokens]``."""
+    return _ratio(*identity_2v2_items(X, tokens, W_E, folds))
+
+
+def binary_predictions(X: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
+    """Held-out predictions of a ridge classifier (balanced class weights) on ``X``."""
     pred = np.zeros_like(y)
     for tr, te in folds:
         if len(np.unique(y[tr])) < 2:
@@ -197,15 +210,64 @@ def binary_probe(X: np.ndarray, y: np.ndarray, folds) -> float:
         sc = StandardScaler().fit(X[tr])
         clf = RidgeClassifierCV(alphas=ALPHAS, class_weight="balanced").fit(sc.transform(X[tr]), y[tr])
         pred[te] = clf.predict(sc.transform(X[te]))
-    return float(balanced_accuracy_score(y, pred))
+    return pred
+
+
+def balanced_items(y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: correctness weighted by ``1 / (classes * rows of its class)``, and that weight; their sums' ratio
+    is the balanced accuracy (the mean recall over the classes present in ``y``)."""
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    w = 1.0 / (len(classes) * counts[inverse])
+    return w * (pred == y), w
+
+
+def binary_probe(X: np.ndarray, y: np.ndarray, folds) -> float:
+    """Held-out balanced accuracy of a ridge classifier (balanced class weights) on ``X``."""
+    return float(balanced_accuracy_score(y, binary_predictions(X, y, folds)))
+
+
+#: How a probe score gets its interval; named in the tables' headers.
+SCORE_INTERVAL = "95% t over texts (per-item correctness, clustered by text)"
+
+
+def score_interval(
+    num: np.ndarray, den: np.ndarray, groups: Sequence | None = None, level: float = 0.95
+) -> MeanCI:
+    """The score ``sum(num) / sum(den)`` with a t interval over ``groups`` (one id per row; rows alone when None).
+
+    A probe score is a ratio of per-row sums (2-vs-2 wins over pairs, weighted hits over weights). Its linearised
+    per-row terms ``(num_i - R den_i) / mean(den)`` are summed per group (rows of one text are not independent), and
+    ``R + (G / N) * group sum`` gives G values whose mean is ``R`` and whose t interval is the cluster-robust one;
+    ``n`` is the number of groups.
+    """
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    R = _ratio(num, den)
+    if np.isnan(R):
+        return mean_ci([])
+    g = np.arange(len(num)) if groups is None else np.asarray(groups)
+    _, gi = np.unique(g, return_inverse=True)
+    per_group = np.bincount(gi, weights=(num - R * den) / den.mean())
+    return mean_ci(R + len(per_group) / len(num) * per_group, level)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float:
+    total = float(np.sum(den))
+    return float(np.sum(num)) / total if total else float("nan")
+
+
+def shuffled_scores(
+    fn: Callable[[np.ndarray], float], labels: np.ndarray, n_shuffles: int = 3, seed: int = 0
+) -> list[float]:
+    """``fn`` of ``n_shuffles`` permutations of ``labels`` across samples (the empirical chance level)."""
+    rng = np.random.default_rng(seed)
+    return [fn(labels[rng.permutation(len(labels))]) for _ in range(n_shuffles)]
 
 
 def with_chance(
     fn: Callable[[np.ndarray], float], labels: np.ndarray, n_shuffles: int = 3, seed: int = 0
 ) -> tuple[float, float]:
     """``(score, shuffled-label score)``: ``fn(labels)`` and the mean over label permutations across samples."""
-    rng = np.random.default_rng(seed)
-    shuf = [fn(labels[rng.permutation(len(labels))]) for _ in range(n_shuffles)]
+    shuf = shuffled_scores(fn, labels, n_shuffles, seed)
     return fn(labels), float(np.mean(shuf)) if shuf else float("nan")
 
 
@@ -240,7 +302,11 @@ def run_probes(
     seed: int = 0,
 ) -> list[dict]:
     """Every (condition, task, layer): held-out score and shuffled-label chance. ``acts[c]`` is ``[N, len(layers), d]``;
-    ``groups`` (one id per row, e.g. the text) keeps all rows of a group in one fold."""
+    ``groups`` (one id per row, e.g. the text) keeps all rows of a group in one fold.
+
+    ``score_ci``: the score with its :data:`SCORE_INTERVAL` (:func:`score_interval`, ``n`` = groups);
+    ``shuffled_ci``: the mean over the ``n_shuffles`` permutations with its t interval (``n`` = permutations).
+    """
     W = np.asarray(W_E.detach().cpu().float() if isinstance(W_E, torch.Tensor) else W_E, dtype=np.float64)
     out = []
     for cond, A in acts.items():
@@ -253,21 +319,27 @@ def run_probes(
             for j, layer in enumerate(layers):
                 X = A[idx, j]
                 if kind == "identity":
-                    fn = lambda y, X=X, f=folds: identity_2v2(X, y, W, f)  # noqa: E731
+                    items = lambda y, X=X, f=folds: identity_2v2_items(X, y, W, f)  # noqa: E731
                 else:
-                    fn = lambda y, X=X, f=folds: binary_probe(X, y, f)  # noqa: E731
-                score, chance = with_chance(fn, labels[idx], n_shuffles, seed)
+                    items = lambda y, X=X, f=folds: balanced_items(y, binary_predictions(X, y, f))  # noqa: E731
+                shuf = shuffled_scores(
+                    lambda y, items=items: _ratio(*items(y)), labels[idx], n_shuffles, seed
+                )
+                ci = score_interval(*items(labels[idx]), g_all[idx])
+                chance = mean_ci(shuf)
                 out.append(
                     {
                         "condition": cond,
                         "task": name,
                         "kind": kind,
                         "layer": int(layer),
-                        "score": score,
-                        "shuffled": chance,
+                        "score": ci.mean,
+                        "shuffled": chance.mean,
                         "chance": 0.5,
                         "n_rows": len(idx),
                         "n_groups": len(np.unique(g_all[idx])),
+                        "score_ci": ci.to_dict(),
+                        "shuffled_ci": chance.to_dict(),
                     }
                 )
     return out

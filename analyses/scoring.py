@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 
+from cramlens.errors import check
 from cramlens.forward import logits_from_residual
 from cramlens.hooks import EMPTY, HookSet, inject
 from cramlens.layout import Batch, Layout, build_batch
+from cramlens.stats import MeanCI
 
 from .tasks import Item
 
@@ -187,16 +189,71 @@ def token_normalized_accuracy(
     return 100.0 * sum(n_tokens[i] * (pred[i] == labels[i]) for i in keep) / den if den else float("nan")
 
 
+def mcnemar(a_right: Sequence[bool], b_right: Sequence[bool]) -> dict[str, float]:
+    """Exact two-sided McNemar test of paired outcomes: items right under ``a`` only / ``b`` only, and the p-value.
+
+    The discordant items are ``n = a_only + b_only`` fair coin flips under "no difference": ``p`` is twice the
+    binomial tail of the smaller count (capped at 1); +8/-1 gives p = 20/512 = 0.039.
+    """
+    check(len(a_right) == len(b_right), "mcnemar: the two outcome lists must pair up item by item")
+    a_only = sum(1 for a, b in zip(a_right, b_right, strict=True) if a and not b)
+    b_only = sum(1 for a, b in zip(a_right, b_right, strict=True) if b and not a)
+    n, k = a_only + b_only, min(a_only, b_only)
+    p = min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2**n) if n else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p": p}
+
+
 def paired_flips(
     pred_a: Sequence[int], pred_b: Sequence[int], labels: Sequence[int], mask: Sequence[bool] | None = None
 ) -> dict[str, float]:
     """Items right under ``a`` only / ``b`` only, and the exact two-sided McNemar p-value of that split."""
     keep = [i for i in range(len(labels)) if mask is None or mask[i]]
-    a_only = sum(1 for i in keep if pred_a[i] == labels[i] != pred_b[i])
-    b_only = sum(1 for i in keep if pred_b[i] == labels[i] != pred_a[i])
-    n, k = a_only + b_only, min(a_only, b_only)
-    p = min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2**n) if n else 1.0
-    return {"a_only": a_only, "b_only": b_only, "p": p}
+    return mcnemar([pred_a[i] == labels[i] for i in keep], [pred_b[i] == labels[i] for i in keep])
+
+
+#: How every accuracy (a proportion of items) gets its interval; named in the tables' headers.
+ACC_INTERVAL = "95% Wilson"
+
+
+def wilson_ci(hits: int, n: int, level: float = 0.95) -> MeanCI:
+    """Accuracy in % (``hits`` of ``n`` items) with its Wilson score interval; ``sd``: one item's binomial sd (%)."""
+    from scipy.stats import binomtest
+
+    nan = float("nan")
+    if n == 0:
+        return MeanCI(nan, nan, nan, 0, nan, level)
+    ci = binomtest(int(hits), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    q = hits / n
+    return MeanCI(100.0 * q, 100.0 * ci.low, 100.0 * ci.high, n, 100.0 * math.sqrt(q * (1 - q)), level)
+
+
+def accuracy_ci(acc_pct: float | None, n: int | None) -> MeanCI | None:
+    """The Wilson interval of an accuracy stored as ``%`` of ``n`` items (older summaries hold only these two)."""
+    if acc_pct is None or n is None or acc_pct != acc_pct or n <= 0:
+        return None
+    return wilson_ci(round(acc_pct * n / 100.0), n)
+
+
+def with_interval(d: dict, keys: Sequence[str]) -> dict:
+    """``d`` plus ``<key>_lo`` / ``<key>_hi``: the Wilson interval of each accuracy ``d[key]`` (% of ``d["n"]``)."""
+    out = dict(d)
+    for k in keys:
+        ci = accuracy_ci(d.get(k), d.get("n"))
+        out[f"{k}_lo"], out[f"{k}_hi"] = (ci.lo, ci.hi) if ci else (float("nan"), float("nan"))
+    return out
+
+
+def acc_cell(d: dict | None, key: str = "acc", fmt: str = "{:.1f}") -> str:
+    """``41.2 [35.0, 47.5] (n=64)`` for the accuracy ``d[key]`` of ``d["n"]`` items; ``–`` when absent."""
+    if not d or d.get(key) is None or d[key] != d[key]:
+        return "–"
+    ci = accuracy_ci(d[key], d.get("n"))
+    return fmt.format(d[key]) + " (no interval)" if ci is None else replace(ci, mean=d[key]).format(fmt)
+
+
+def flips_cell(f: dict | None) -> str:
+    """``+8/-1 p=0.039``: items the second of a pair turns right / wrong and the exact McNemar p."""
+    return "–" if not f else f"+{f['b_only']}/-{f['a_only']} p={f['p']:.3g}"
 
 
 def summarize_choice_scores(
@@ -205,14 +262,16 @@ def summarize_choice_scores(
     n_tokens: Sequence[int],
     mask: Sequence[bool] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per variant: ``{"acc": %, "acc_tok": % token-normalised, "n": items}``."""
+    """Per variant: ``{"acc": %, "acc_lo", "acc_hi": its 95% Wilson interval, "acc_tok": % token-normalised
+    (a weighted proportion: no interval), "n": items}``."""
     out = {}
     for v, rows in nll.items():
         p = predict(rows)
         n = sum(1 for i in range(len(labels)) if mask is None or mask[i])
-        out[v] = {
+        d = {
             "acc": accuracy(p, labels, mask),
             "acc_tok": token_normalized_accuracy(p, labels, n_tokens, mask),
             "n": n,
         }
+        out[v] = with_interval(d, ["acc"])
     return out

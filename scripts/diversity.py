@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,15 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from analyses.plots import tables as T  # noqa: E402
 from analyses.plots.io import save_figure as save  # noqa: E402
 from cramlens import cli  # noqa: E402
-
-PAPER = [  # REFERENCE D.5
-    ("Llama-3.1-8B (paper)", 224, 0.9, "1.49 [1.43, 1.53]", 0.18, "15x"),
-    ("Pythia-1.4B (paper)", 238, 1.8, "1.58 [1.55, 1.62]", 0.24, "43x"),
-    ("SmolLM2-1.7B (paper)", 239, 1.6, "1.61 [1.58, 1.64]", 0.10, "27x"),
-    ("Gemma-3-4B (paper)", 198, 1.8, "1.63 [1.61, 1.64]", 0.04, "19x"),
-]
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -99,19 +92,15 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
     d = int(next(iter(runs.values())).rows[0]["embedding"].numel())
     groups = solution_groups(runs, a.lengths, a.min_length, grid_top=a.grid_top)
     s = summarize(groups, d)
-    t = Table(title="Solution diversity (same init, different learning rates)", title_justify="left")
-    for c in ("model", "N", "IG CV", "Sol. dist. median [IQR]", "Dir. cos.", "Disp. ratio"):
-        t.add_column(c, justify="left" if c == "model" else "right")
+    t = Table(
+        title="Solution diversity (same init, different learning rates; n = groups, 95% intervals)",
+        title_justify="left",
+    )
+    for c in T.DIVERSITY_COLUMNS:
+        t.add_column(c, justify="left" if c.startswith("model") else "right")
     model_name = next(iter(runs.values())).config["settings"].get("model", "?")
     if s["N"]:
-        t.add_row(
-            f"{model_name} (ours, lrs {', '.join(f'{x:g}' for x in s['lrs'])})",
-            str(s["N"]),
-            f"{s['ig_cv']:.1f}%",
-            f"{s['sol_dist_median']:.2f} [{s['sol_dist_q1']:.2f}, {s['sol_dist_q3']:.2f}]",
-            f"{s['dir_cos']:+.2f}",
-            f"{s['disp_ratio']:.0f}x",
-        )
+        t.add_row(*T.diversity_cells(s, f"{model_name} (ours, lrs {', '.join(f'{x:g}' for x in s['lrs'])})"))
     control = None
     if a.control:
         from cramlens import load_run
@@ -125,32 +114,22 @@ def cmd_analyze(a: argparse.Namespace, console: Console) -> None:
             control = summarize(cg, d)
             control["groups"] = [vars(g) for g in cg]
             if control["N"]:
-                t.add_row(
-                    f"control: {a.control} vs lrsweep_{clr:g} (same lr)",
-                    str(control["N"]),
-                    f"{control['ig_cv']:.1f}%",
-                    f"{control['sol_dist_median']:.2f} [{control['sol_dist_q1']:.2f}, {control['sol_dist_q3']:.2f}]",
-                    f"{control['dir_cos']:+.2f}",
-                    "–",
-                    style="italic",
-                )
-    for row in PAPER:
-        t.add_row(row[0], str(row[1]), f"{row[2]}%", row[3], f"{row[4]:+.2f}", row[5])
+                cells = T.diversity_cells(control, f"control: {a.control} vs lrsweep_{clr:g} (same lr)")
+                t.add_row(*cells[:-1], "–", style="italic")  # one learning rate: no Disp. ratio
+    for row in T.PAPER_DIVERSITY:
+        t.add_row(*row)
+    orth = T.estimate_cell(s, "sol_dist_orth_median") if s["N"] else "–"
     t.caption = (
         f"random-direction cosine baseline 1/sqrt(d) = {s.get('random_cos', float('nan')):.3f} (d = {d}); "
-        f"Sol. dist. if the displacements were orthogonal (ours): {s.get('sol_dist_orth_median', float('nan')):.2f}"
+        f"Sol. dist. if the displacements were orthogonal (ours, median [95% bootstrap]): {orth}"
     )
     console.print(t)
     ht = Table(title="Per learning rate", title_justify="left")
-    for c in ("lr", "samples", "horizons", "mean |e*-e0| over groups"):
+    for c in ("lr", "samples", "horizons", "mean |e*-e0| over groups [95% t]"):
         ht.add_column(c, justify="right")
     for lr, run in sorted(runs.items()):
-        ht.add_row(
-            f"{lr:g}",
-            str(len(run.samples)),
-            str(run.horizons()),
-            f"{s.get('disp_by_lr', {}).get(lr, math.nan):.2f}",
-        )
+        per_lr = {"disp": s.get("disp_by_lr", {}).get(lr), "disp_ci": s.get("disp_by_lr_ci", {}).get(lr)}
+        ht.add_row(f"{lr:g}", str(len(run.samples)), str(run.horizons()), T.estimate_cell(per_lr, "disp"))
     console.print(ht)
     out = Path(a.figures)
     out.mkdir(parents=True, exist_ok=True)

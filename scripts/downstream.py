@@ -124,9 +124,12 @@ def choice_task(model, a, console) -> dict | None:
 
 
 def choice_table(task: str, s: dict) -> Table:
+    from analyses.scoring import ACC_INTERVAL, acc_cell, flips_cell
+
     paper = PAPER_SMOLLM2_17B[task]
     t = Table(
-        title=f"{task}: likelihood scoring, {s['n_items']} items, Conv {s['conv_pct']:.1f}%",
+        title=f"{task}: likelihood scoring, {s['n_items']} items, Conv {s['conv_pct']:.1f}%; accuracies (%) with "
+        f"their {ACC_INTERVAL} interval and n",
         title_justify="left",
     )
     for c in (
@@ -141,30 +144,26 @@ def choice_table(task: str, s: dict) -> Table:
         t.add_column(c, justify="right" if c != "variant" else "left")
     for v in s["cram"]:
         b = s["base"].get(v)
-        bc = s["base_converged"].get(v)
-        rc = s.get("random_converged", {}).get(v)
         t.add_row(
             v,
-            _p(b, "acc"),
-            _p(b, "acc_tok"),
-            _p(bc, "acc"),
-            _p(s["cram_converged"][v], "acc"),
-            _p(s["cram"][v], "acc"),
-            _p(rc, "acc"),
+            acc_cell(b),
+            "–" if not b else f"{b['acc_tok']:.1f}",
+            acc_cell(s["base_converged"].get(v)),
+            acc_cell(s["cram_converged"][v]),
+            acc_cell(s["cram"][v]),
+            acc_cell(s.get("random_converged", {}).get(v)),
         )
     t.caption = (
         f"paper SmolLM2-1.7B (512 items): Base {paper['base']}, Full Acc/Conv {paper['full']}; chance 25%\n"
-        "Random mem: each crammed vector replaced by a random direction of the same norm (the content control)"
+        "Random mem: each crammed vector replaced by a random direction of the same norm (the content control)\n"
+        "Base tok-norm: the paper's token-weighted accuracy (a weighted proportion: no interval)"
     )
-    for pair, f in s.get("paired_converged", {}).items():
-        ref = pair.split("_vs_")[0]
-        flips = "; ".join(f"{v} +{d['b_only']}/-{d['a_only']} (p {d['p']:.3f})" for v, d in f.items())
-        t.caption += f"\ncram vs {ref}, converged, items turned right/wrong (exact McNemar): {flips}"
+    for key, subset in (("paired_converged", "converged"), ("paired_all", "all items")):
+        for pair, f in s.get(key, {}).items():
+            ref = pair.split("_vs_")[0]
+            flips = "; ".join(f"{v} {flips_cell(d)}" for v, d in f.items())
+            t.caption += f"\ncram vs {ref}, {subset}, items turned right/wrong (exact McNemar): {flips}"
     return t
-
-
-def _p(d, k) -> str:
-    return "–" if not d else f"{d[k]:.1f}"
 
 
 def mmlu_task(model, a, console) -> dict:
@@ -229,8 +228,18 @@ def mmlu_task(model, a, console) -> dict:
         "modes": mmlu.summarize(rows),
     }
     write_summary(out / "summary.json", summary)
+    console.print(mmlu_table(summary, a.subjects, len(items)))
+    return summary
+
+
+def mmlu_table(summary: dict, subjects, n_items: int) -> Table:
+    from analyses.plots.tables import estimate_cell
+    from analyses.scoring import ACC_INTERVAL, acc_cell, flips_cell
+
     t = Table(
-        title=f"MMLU 5-shot generative, {len(items)} items ({', '.join(a.subjects)})", title_justify="left"
+        title=f"MMLU 5-shot generative, {n_items} items ({', '.join(subjects)}); % with their {ACC_INTERVAL} "
+        "interval and n",
+        title_justify="left",
     )
     for c in (
         "mode",
@@ -239,21 +248,23 @@ def mmlu_task(model, a, console) -> dict:
         "Acc (ref. parser)",
         "Valid (ref. parser)",
         "cram TF",
+        "vs baseline: +right/-wrong, McNemar p (strict / ref.)",
         "paper 1.7B Acc (Valid)",
     ):
         t.add_column(c, justify="right" if c != "mode" else "left")
     for mode, s in summary["modes"].items():
+        vs = s.get("vs_baseline", {})
         t.add_row(
             mode,
-            f"{s['acc']:.1f}",
-            f"{s['valid']:.1f}",
-            f"{s['acc_ref']:.1f}",
-            f"{s['valid_ref']:.1f}",
-            "–" if s["cram_tf"] != s["cram_tf"] else f"{s['cram_tf']:.3f}",
+            acc_cell(s, "acc"),
+            acc_cell(s, "valid"),
+            acc_cell(s, "acc_ref"),
+            acc_cell(s, "valid_ref"),
+            estimate_cell(s, "cram_tf", "{:.3f}"),
+            f"{flips_cell(vs.get('correct'))} / {flips_cell(vs.get('correct_ref'))}" if vs else "–",
             PAPER_SMOLLM2_17B["mmlu"][mode],
         )
-    console.print(t)
-    return summary
+    return t
 
 
 def main(argv=None) -> None:

@@ -15,6 +15,10 @@ swept). Results are appended to ``--out/sweep.jsonl`` (a shard's to ``sweep.w<ra
 rerunning continues. ``--out/config.json`` holds the swept conditions as data (memory + ``Knockout``) and the other
 settings. The sweep's library is ``analyses.knockout``; ``--sink`` calls ``analyses.sinks.run_sink``, which writes
 ``--out/sink_<model>.json`` and ``--figures/<model>_sink.md``.
+
+The summary (``--out/summary.json``) gives per condition the accuracy with its 95% Wilson interval over the items,
+the mean TF with its t interval, and the exact McNemar test against the cram on the same items (``vs_cram``); the
+figures and tables draw every mask the summary holds (the reference mask dashed beside the text mask).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ def parse(argv=None) -> argparse.Namespace:
         default="text",
         choices=["text", "reference", "both"],
         help="text: the text queries lose the memory key at the masked layers (ours); reference: the research "
-        "code's mask, which also makes the memory's own row uniform over all keys, future ones included (it "
-        "changes later layers; reverse sweeps agree); both: sweep each (reference rows are named '...@reference')",
+        "code's 4-D mask, which also makes the memory's own query row uniform over all keys, future ones included "
+        "(equal to text when no unmasked layer follows a masked one: reverse:k, forward:L); both: sweep each "
+        "(reference rows are named '...@reference'; figures and tables then show both masks)",
     )
     g.add_argument("--no-control", action="store_true", help="skip the ordinary-token control curves")
     g.add_argument(

@@ -166,23 +166,18 @@ def main(argv=None) -> None:
 
 
 def report(console: Console, rows: list[dict], names: dict, layers: list[int]) -> None:
-    from analyses.probes import best_by
+    from analyses.plots.tables import probe_cells
 
-    best = best_by(rows)
-    conds = list(dict.fromkeys(r["condition"] for r in rows))
+    columns, cells = probe_cells(rows, names)
     t = Table(
-        title="Held-out probe scores at the best layer (Lk) / best shuffled-label score over layers; chance 0.5",
+        title="Held-out probe scores at the best layer (Lk), with n texts and a 95% interval / best shuffled-label "
+        "score over layers; chance 0.5",
         title_justify="left",
     )
-    t.add_column("task")
-    for c in conds:
-        t.add_column(c, justify="right")
-    for task in dict.fromkeys(r["task"] for r in rows):
-        cells = []
-        for c in conds:
-            b = best[(c, task)]
-            cells.append(f"{b['score']:.2f} / {b['shuffled_max']:.2f} (L{b['layer']})")
-        t.add_row(names[task], *cells)
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="right" if i else "left")
+    for row in cells:
+        t.add_row(*row)
     console.print(t)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from analyses import diversity as dv
+from analyses.plots import tables
 from cramlens import CramRun
 from cramlens.params import make_memory
 from cramlens.spec import CramSpec
@@ -156,3 +157,101 @@ def test_lr_sweep_shares_the_init(tiny_llama, tmp_path):
         steps_per_sample=100,
     )  # resumes: nothing to do
     assert len(again[0.1].rows) == len(runs[0.1].rows)
+
+
+def _group(sid: int, cos: float, sol: float, ig_cv: float, disp: dict) -> dv.Group:
+    return dv.Group(sid, 4, sorted(disp), sol, cos, ig_cv, disp, sol * 1.1)
+
+
+def test_summary_gives_every_statistic_n_and_a_95_interval():
+    groups = [
+        _group(i, cos, sol, cv, {0.1: 1.0, 0.5: ratio})
+        for i, (cos, sol, cv, ratio) in enumerate(
+            [(0.1, 1.0, 1, 8), (0.2, 2.0, 2, 10), (0.3, 3.0, 3, 12), (0.4, 4.0, 4, 10), (0.5, 5.0, 5, 10)]
+        )
+    ]
+    s = dv.summarize(groups, 576)
+    # means over groups: Student-t, values 1..5 -> mean 3, [1.04, 4.96]
+    assert s["ig_cv"] == 3.0 and s["ig_cv_ci"]["n"] == 5
+    assert (s["ig_cv_ci"]["lo"], s["ig_cv_ci"]["hi"]) == pytest.approx((1.0367, 4.9633), abs=1e-4)
+    assert (s["dir_cos_ci"]["lo"], s["dir_cos_ci"]["hi"]) == pytest.approx((0.10367, 0.49633), abs=1e-5)
+    # the median and the ratio of means: percentile bootstrap around the point value
+    assert s["sol_dist_median"] == 3.0 and s["sol_dist_median_ci"]["n"] == 5
+    assert 1.0 <= s["sol_dist_median_ci"]["lo"] < 3.0 < s["sol_dist_median_ci"]["hi"] <= 5.0
+    assert (
+        s["disp_ratio"] == pytest.approx(10.0)
+        and 8 <= s["disp_ratio_ci"]["lo"] < 10 < s["disp_ratio_ci"]["hi"]
+    )
+    assert s["disp_by_lr_ci"][0.5]["mean"] == pytest.approx(10.0) and s["disp_by_lr_ci"][0.5]["n"] == 5
+    from analyses.plots.tables import diversity_cells
+
+    assert diversity_cells(s, "ours")[2] == "3.0 [1.0, 5.0] (n=5)"
+
+
+def test_bootstrap_ci_percentiles_rows_and_degenerate_inputs():
+    import numpy as np
+
+    from cramlens.stats import bootstrap_ci
+
+    ci = bootstrap_ci([1, 2, 3, 4, 5, 100])
+    assert ci.mean == 3.5 and ci.n == 6 and ci.lo >= 1 and ci.hi <= 100 and ci.lo < 3.5 < ci.hi
+    assert bootstrap_ci([1, 2, 3, 4, 5, 100]) == ci  # seeded: the same interval every time
+    same = bootstrap_ci([2.0] * 10)
+    assert (same.mean, same.lo, same.hi) == (2.0, 2.0, 2.0)
+    ratio = bootstrap_ci(
+        np.array([[2.0, 1.0], [4.0, 2.0], [6.0, 3.0]]), lambda a: a[:, 0].mean() / a[:, 1].mean()
+    )
+    assert (ratio.mean, ratio.lo, ratio.hi) == pytest.approx((2.0, 2.0, 2.0))  # rows resampled together
+    one, none = bootstrap_ci([float("nan"), 4.0]), bootstrap_ci([])
+    assert one.n == 1 and one.mean == 4.0 and math.isnan(one.lo) and none.n == 0 and "no interval" in str(one)
+
+
+def test_diversity_table_row():
+    from cramlens.stats import mean_ci
+
+    s = {
+        "N": 5,
+        "ig_cv": 3.0,
+        "sol_dist_median": 1.5,
+        "sol_dist_q1": 1.4,
+        "sol_dist_q3": 1.6,
+        "dir_cos": 0.05,
+        "random_cos": 1 / math.sqrt(576),
+        "disp_ratio": 14.6,
+        "lrs": [0.01, 0.5],
+        "ig_cv_ci": mean_ci([1, 2, 3, 4, 5]).to_dict(),  # t interval [1.04, 4.96]
+        "sol_dist_median_ci": {"mean": 1.5, "lo": 1.45, "hi": 1.55, "n": 5, "sd": 0.03, "level": 0.95},
+        "dir_cos_ci": {"mean": 0.05, "lo": -0.01, "hi": 0.11, "n": 5, "sd": 0.05, "level": 0.95},
+        "disp_ratio_ci": {"mean": 14.6, "lo": 12.0, "hi": 18.04, "n": 4, "sd": 1.0, "level": 0.95},
+    }
+    fig, _ = tables.diversity_table(s, "ours")
+    cols = fig.data[0].cells.values
+    assert [c[0] for c in cols] == [
+        "ours",
+        "5",
+        "3.0 [1.0, 5.0] (n=5)",
+        "1.50 [1.40, 1.60]",
+        "1.50 [1.45, 1.55] (n=5)",
+        "+0.05 [-0.01, +0.11] (n=5) (1/√d = 0.042)",
+        "14.6 [12.0, 18.0] (n=4)",
+    ]
+    assert [c[1] for c in cols] == [
+        "paper: Llama-3.1-8B",
+        "224",
+        "0.9%",
+        "1.49 [1.43, 1.53]",
+        "–",
+        "+0.18",
+        "15x",
+    ]
+    assert (
+        tables.estimate_cell({"x": 3.0, "x_ci": mean_ci([1, 2, 3, 4, 5]).to_dict()}, "x")
+        == "3.00 [1.04, 4.96] (n=5)"
+    )
+    old = {k: v for k, v in s.items() if not k.endswith("_ci")}  # a summary written before the intervals
+    cols = tables.diversity_table(old, "ours")[0].data[0].cells.values
+    assert [cols[i][0] for i in (2, 4, 6)] == [
+        "3.0 (no interval)",
+        "1.50 (no interval)",
+        "14.6 (no interval)",
+    ]

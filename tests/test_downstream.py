@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -312,3 +313,76 @@ def test_paired_flips_counts_and_exact_mcnemar():
     ]
     flips = summarize_rows(rows)["paired_converged"]["base_vs_cram"]["ending_only"]
     assert flips == {"a_only": 0, "b_only": 4, "p": pytest.approx(2 / 16)}
+
+
+def test_mcnemar_exact_p_on_a_flip_table():
+    from analyses.scoring import mcnemar
+
+    a = [True] * 1 + [False] * 8 + [True] * 5 + [False] * 3  # 1 right under a only, 8 under b only
+    b = [False] * 1 + [True] * 8 + [True] * 5 + [False] * 3
+    f = mcnemar(a, b)
+    assert (f["a_only"], f["b_only"]) == (1, 8) and f["p"] == pytest.approx(0.0390625)  # 2 * (1 + 9) / 2**9
+    assert mcnemar([True, False], [True, False])["p"] == 1.0  # no discordant item
+    with pytest.raises(ValueError, match="pair up"):
+        mcnemar([True], [True, False])
+
+
+def test_wilson_interval_matches_its_formula():
+    from analyses.scoring import accuracy_ci, wilson_ci
+
+    z, n, k = 1.959963984540054, 64, 31
+    q = k / n
+    mid = (q + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(q * (1 - q) / n + z * z / (4 * n * n))
+    ci = wilson_ci(k, n)
+    assert (ci.mean, ci.n) == (pytest.approx(100 * q), 64)
+    assert (ci.lo, ci.hi) == pytest.approx((100 * (mid - half), 100 * (mid + half)))
+    assert accuracy_ci(100 * q, n) == ci and accuracy_ci(None, 4) is None and wilson_ci(0, 0).n == 0
+
+
+def test_choice_summary_accuracies_have_intervals_and_paired_tests_on_all_items():
+    rows = [
+        {
+            "id": str(i),
+            "label": 0,
+            "n_tokens": 3,
+            "converged": i < 6,
+            "base": {"context_ending": [1.0, 0.0]},  # base always wrong
+            "cram": {"context_ending": [0.0, 1.0] if i < 9 else [1.0, 0.0]},  # cram right on 9 of 10
+        }
+        for i in range(10)
+    ]
+    s = summarize_rows(rows)
+    c = s["cram"]["context_ending"]
+    assert c["acc"] == 90.0 and c["n"] == 10 and c["acc_lo"] < 90.0 < c["acc_hi"] <= 100.0
+    assert s["paired_all"]["base_vs_cram"]["context_ending"] == {
+        "a_only": 0,
+        "b_only": 9,
+        "p": pytest.approx(2 / 512),
+    }
+    assert s["paired_converged"]["base_vs_cram"]["context_ending"]["b_only"] == 6
+
+
+def test_mmlu_summary_pairs_every_mode_with_the_baseline():
+    from analyses.mmlu import summarize
+
+    def row(mode, i, right):
+        return {
+            "id": str(i),
+            "mode": mode,
+            "answer": "A",
+            "pred": "A" if right else "B",
+            "valid": True,
+            "correct": right,
+            "valid_ref": True,
+            "correct_ref": right,
+            "cram_accuracy": 1.0 if mode != "baseline" else float("nan"),
+        }
+
+    rows = [row("baseline", i, i < 2) for i in range(10)] + [row("few_shot", i, i < 10) for i in range(10)]
+    rows[10]["correct"] = rows[10]["correct_ref"] = False  # few_shot item 0: right under the baseline only
+    s = summarize(rows)
+    fs = s["few_shot"]
+    assert fs["vs_baseline"]["correct"] == {"a_only": 1, "b_only": 8, "p": pytest.approx(0.0390625), "n": 10}
+    assert "vs_baseline" not in s["baseline"] and fs["acc"] == 90.0 and fs["acc_lo"] < 90 < fs["acc_hi"]
+    assert fs["cram_tf_ci"]["n"] == 10 and s["baseline"]["cram_tf_ci"]["n"] == 0

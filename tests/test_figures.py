@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 import pytest
@@ -254,23 +253,6 @@ def test_brittleness_table_numbers():
     assert len(cols[0]) == 2 + len(T.PAPER_BRITTLENESS)  # ours, then the paper's rows
 
 
-def test_diversity_table_row():
-    s = {
-        "N": 12,
-        "ig_cv": 1.234,
-        "sol_dist_median": 1.5,
-        "sol_dist_q1": 1.4,
-        "sol_dist_q3": 1.6,
-        "dir_cos": 0.05,
-        "random_cos": 1 / math.sqrt(576),
-        "disp_ratio": 14.6,
-        "lrs": [0.01, 0.5],
-    }
-    fig, _ = T.diversity_table(s, "ours")
-    cols = fig.data[0].cells.values
-    assert [c[0] for c in cols] == ["ours", "12", "1.2%", "1.50 [1.40, 1.60]", "+0.05 (1/√d = 0.042)", "15x"]
-
-
 # ----------------------------------------------------------------------------------------------- make_figures
 def write_run(path, rows, kind="progressive"):
     config = {"settings": {"kind": kind, "model": "synthetic", "layout": LAYOUT}, "created": "now"}
@@ -301,11 +283,17 @@ def choice_summary(conv=75.0, base=40.0, cram=30.0) -> dict:
 
 def test_downstream_mmlu_and_sink_tables():
     arc = {**choice_summary(50, 60, 45), "random_converged": {"context_ending": {"acc": 37.5, "n": 8}}}
+    arc["paired_converged"] = {"base_vs_cram": {"context_ending": {"a_only": 1, "b_only": 8, "p": 0.0390625}}}
     fig, rows = T.downstream_table({"hellaswag": choice_summary(), "arc_easy": arc}, "m")
     cols = fig.data[0].cells.values
     assert list(cols[0][:2]) == ["m: hellaswag", "m: arc_easy"]
-    assert [cols[i][0] for i in range(2, 8)] == ["75.0", "40.0", "41.0", "42.0", "32.0", "30.0"]
-    assert list(cols[8][:2]) == ["–", "37.5"]  # the random-memory control, where it was scored
+    assert [cols[i][0] for i in (2, 4)] == ["75.0", "41.0"]
+    # accuracies with n and their Wilson interval: 40% of 8 items = 3.2 -> 3 hits of 8
+    assert (
+        cols[3][0] == "40.0 [13.7, 69.4] (n=8)" and cols[7][0].startswith("30.0 [") and "(n=8)" in cols[6][0]
+    )
+    assert list(cols[8][:2]) == ["–", "37.5 [13.7, 69.4] (n=8)"]  # the random-memory control, where scored
+    assert list(cols[9][:2]) == ["–", "+8/-1 p=0.0391"]  # paired: cram vs base, converged
     assert cols[0][2].startswith("paper SmolLM2-1.7B") and rows[1]["cram_acc"] == 45
     modes = {
         "baseline": {
@@ -316,12 +304,22 @@ def test_downstream_mmlu_and_sink_tables():
             "valid_ref": 100.0,
             "cram_tf": float("nan"),
         },
-        "few_shot": {"n": 4, "acc": 25.0, "valid": 75.0, "acc_ref": 25.0, "valid_ref": 100.0, "cram_tf": 1.0},
+        "few_shot": {
+            "n": 4,
+            "acc": 25.0,
+            "valid": 75.0,
+            "acc_ref": 25.0,
+            "valid_ref": 100.0,
+            "cram_tf": 1.0,
+            "vs_baseline": {"correct": {"a_only": 1, "b_only": 0, "p": 1.0, "n": 4}},
+        },
     }
     fig, _ = T.mmlu_table({"modes": modes, "subjects": ["a"], "steps": 5}, "m")
     cols = fig.data[0].cells.values
-    assert list(cols[0]) == ["baseline", "few_shot"] and list(cols[3]) == ["100.0", "75.0"]
-    assert list(cols[6]) == ["–", "1.000"] and cols[7][1] == "45.91 (100)"
+    assert list(cols[0]) == ["baseline", "few_shot"] and cols[3][1].startswith("75.0 [")
+    assert cols[2][0] == "50.0 [15.0, 85.0] (n=4)"
+    assert list(cols[6]) == ["–", "1.000 (no interval)"] and list(cols[7]) == ["–", "+0/-1 p=1"]
+    assert cols[8][1] == "45.91 (100)"
     sink = {
         "model": "smollm2-135m",
         "n": 3,

@@ -235,6 +235,39 @@ def test_summarize_sweep_and_curves():
     assert ko.curve(s, "forward", 2) == [(0, 50.0), (1, 100.0)]
 
 
+def test_summary_carries_wilson_intervals_and_the_paired_test_against_the_cram():
+    rows = [{"cond": "cram", "id": str(i), "correct": i < 9, "tf": 1.0, "ce_ctx": 0.1} for i in range(20)]
+    # forward:1 loses 8 of the cram's right items and gains 1: +1/-8
+    rows += [
+        {"cond": "forward:1", "id": str(i), "correct": i in (0, 9), "tf": 0.5, "ce_ctx": 1.0}
+        for i in range(20)
+    ]
+    rows += [
+        {"cond": "base", "id": str(i), "correct": i < 9, "tf": float("nan"), "ce_ctx": 1.0} for i in range(20)
+    ]
+    s = ko.summarize_sweep(rows)
+    assert s["forward:1"]["vs_cram"] == {"a_only": 8, "b_only": 1, "p": pytest.approx(20 / 512), "n": 20}
+    assert s["base"]["vs_cram"]["p"] == 1.0 and "vs_cram" not in s["cram"]
+    # Wilson score interval of 9/20 by its formula
+    z, n, q = 1.959963984540054, 20, 9 / 20
+    mid, half = (
+        (q + z * z / (2 * n)) / (1 + z * z / n),
+        z / (1 + z * z / n) * math.sqrt(q * (1 - q) / n + z * z / (4 * n * n)),
+    )
+    assert (s["cram"]["acc_lo"], s["cram"]["acc_hi"]) == pytest.approx(
+        (100 * (mid - half), 100 * (mid + half))
+    )
+    assert s["cram"]["acc"] == 45.0 and s["cram"]["tf_ci"]["n"] == 20 and s["base"]["tf_ci"]["n"] == 0
+
+
+def test_masks_in_names_the_masks_a_summary_holds():
+    both = {c.name: {} for c in ko.conditions(2, masks=("text", "reference"))}
+    assert ko.masks_in(both) == ["text", "reference"]
+    assert ko.masks_in({c.name: {} for c in ko.conditions(2)}) == ["text"]
+    assert ko.masks_in({c.name: {} for c in ko.conditions(2, masks=("reference",))}) == ["reference"]
+    assert ko.masks_in({"base": {}, "cram": {}}) == ["text"]
+
+
 @pytest.mark.integration
 def test_smollm2_full_knockout_equals_base_and_sink_profile_runs(smollm2):
     """SmolLM2 (rotary, GQA 9/3): masking the memory in all 30 layers gives the memory-free forward."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from analyses import probes as pr
+from analyses.plots import tables
 from cramlens.layout import Layout
 
 
@@ -147,3 +148,63 @@ def test_ridge_loo_matches_sklearn():
     alphas = np.logspace(-2, 4, 13)  # LOO choice: the same alpha as RidgeCV's
     ref = RidgeCV(alphas=alphas, alpha_per_target=False).fit(X, Y)
     np.testing.assert_allclose(pr.ridge_loo_predict(X, Y, Xte, alphas), ref.predict(Xte), atol=1e-8)
+
+
+def test_score_interval_is_the_t_interval_of_per_item_correctness():
+    ci = pr.score_interval(np.array([1.0, 2, 3, 4, 5]), np.ones(5))  # one row per text: plain t interval
+    assert (ci.mean, ci.n) == (3.0, 5) and (ci.lo, ci.hi) == pytest.approx((1.0367, 4.9633), abs=1e-4)
+    hits = np.array([1, 1, 0, 1, 0, 0, 1, 1.0])
+    texts = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    clustered = pr.score_interval(hits, np.ones(8), texts)  # rows of one text summed: n = texts
+    per_text = [1.0, 0.5, 0.0, 1.0]  # equal sizes: the t interval of the per-text means
+    from cramlens.stats import mean_ci
+
+    assert clustered.n == 4 and clustered.mean == pytest.approx(0.625)
+    assert (clustered.lo, clustered.hi) == pytest.approx((mean_ci(per_text).lo, mean_ci(per_text).hi))
+
+
+def test_per_item_terms_add_up_to_the_scores():
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(60, 8)), rng.integers(0, 2, 60)
+    y[:45] = 1  # imbalanced: balanced accuracy differs from accuracy
+    folds = _folds(60)
+    num, den = pr.balanced_items(y, pr.binary_predictions(X, y, folds))
+    assert num.sum() / den.sum() == pytest.approx(pr.binary_probe(X, y, folds))
+    W_E, toks = rng.normal(size=(20, 8)), rng.integers(0, 20, 60)
+    wins, pairs = pr.identity_2v2_items(X, toks, W_E, folds)
+    assert wins.sum() / pairs.sum() == pytest.approx(pr.identity_2v2(X, toks, W_E, folds))
+    assert np.all(wins <= pairs)
+
+
+def test_run_probes_rows_carry_n_and_intervals():
+    rng = np.random.default_rng(7)
+    N, d = 60, 6
+    toks = [list(rng.integers(0, 9, 3)) for _ in range(N)]
+    acts = torch.tensor(rng.normal(size=(N, 1, d)))
+    groups = np.repeat(np.arange(20), 3)
+    rows = pr.run_probes(
+        {"noise": acts},
+        pr.make_tasks(toks, [1], [int(toks[0][0])]),
+        rng.normal(size=(9, d)),
+        [0],
+        groups,
+        n_shuffles=3,
+    )
+    for r in rows:
+        assert r["score_ci"]["n"] == 20 == r["n_groups"] and r["score_ci"]["mean"] == pytest.approx(
+            r["score"]
+        )
+        assert r["score_ci"]["lo"] < r["score"] < r["score_ci"]["hi"]
+        assert r["shuffled_ci"]["n"] == 3 and r["shuffled_ci"]["mean"] == pytest.approx(r["shuffled"])
+
+
+def test_probe_cells_carry_the_interval_over_texts_or_say_there_is_none():
+    rows = [
+        {"condition": "crammed", "task": "token@1", "layer": 0, "score": 0.6, "shuffled": 0.5},
+        {"condition": "crammed", "task": "token@1", "layer": 3, "score": 0.7, "shuffled": 0.55},
+    ]
+    cols, cells = tables.probe_cells(rows, {"token@1": "first token"})
+    assert cols[1] == "crammed" and "95% t over texts" in cols[0]
+    assert cells == [["first token", "0.70 (no interval) / 0.55 (L3)"]]  # an older probes.json
+    rows[1]["score_ci"] = {"mean": 0.7, "lo": 0.62, "hi": 0.78, "n": 38, "sd": 0.2, "level": 0.95}
+    assert tables.probe_cells(rows, {})[1] == [["token@1", "0.70 [0.62, 0.78] (n=38) / 0.55 (L3)"]]

@@ -9,7 +9,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from rich.table import Table
 
-from ..knockout import curve
+from ..knockout import curve, masks_in
+from ..scoring import ACC_INTERVAL, acc_cell, accuracy_ci, flips_cell
+from .tables import estimate_cell
 
 # REFERENCE D.8 (Llama-3.1-8B, read off the paper's figure; Base/Cram exact)
 PAPER_LLAMA_FORWARD_ACC = {
@@ -40,22 +42,68 @@ PAPER_LLAMA_FORWARD_TF = {
 }
 
 
-def knockout_figure(summary: dict, n_layers: int, model_name: str, field: str = "acc") -> go.Figure:
-    """Accuracy (or TF reconstruction) vs number of layers knocked out, forward and reverse (+ control)."""
+#: What each knockout mask removes (``cramlens.interventions``); the figures and tables name the mask they show.
+MASK_MEANING = {
+    "text": "the text queries lose the memory key at the masked layers",
+    "reference": "the research code's 4-D mask: also the memory's own query row is uniform over all keys, future "
+    "ones included (equal to text when no unmasked layer follows a masked one: reverse:k, forward:L)",
+}
+#: One colour per curve, shared by its masks when a summary holds both; the reference mask is drawn dashed.
+CURVE_COLOURS = {
+    "forward": "#1f77b4",
+    "reverse": "#ff7f0e",
+    "control_forward": "#2ca02c",
+    "acc": "#1f77b4",
+    "tf": "#d62728",
+    "control": "#2ca02c",
+}
+
+
+def _text_only(masks: Sequence[str]) -> bool:
+    """Summaries of the text mask alone (every older run directory) are drawn exactly as before masks existed."""
+    return list(masks) == ["text"]
+
+
+def _line(key: str, dash: str | None, mask: str, masks: Sequence[str]) -> dict:
+    """Text-only: plotly's default colours; otherwise one colour per curve and the reference mask dashed."""
+    if _text_only(masks):
+        return {"dash": dash}
+    ref_dash = "dashdot" if dash else "dash"
+    return {"dash": dash if mask == "text" else ref_dash, "color": CURVE_COLOURS[key]}
+
+
+def _label(name: str, mask: str, masks: Sequence[str]) -> str:
+    return name if _text_only(masks) else f"{name} ({mask} mask)"
+
+
+def _mask_note(masks: Sequence[str]) -> str:
+    return "" if _text_only(masks) else "<br>".join(f"{m} mask: {MASK_MEANING.get(m, m)}" for m in masks)
+
+
+def knockout_figure(
+    summary: dict, n_layers: int, model_name: str, field: str = "acc", masks: Sequence[str] | None = None
+) -> go.Figure:
+    """Accuracy (or TF reconstruction) vs number of layers knocked out, forward and reverse (+ control).
+
+    ``masks`` (default: every mask the summary holds, :func:`analyses.knockout.masks_in`): a summary of a
+    ``--mask both`` sweep draws the reference mask dashed beside the text mask, in the same colour.
+    """
+    masks = list(masks or masks_in(summary))
     fig = go.Figure()
     scale = 1.0 if field == "acc" else 100.0
     for d, dash in (("forward", None), ("reverse", None), ("control_forward", "dot")):
-        pts = curve(summary, d, n_layers, field)
         if d.startswith("control") and field != "acc":
             continue
-        if pts:
-            fig.add_scatter(
-                x=[k for k, _ in pts],
-                y=[v * scale for _, v in pts],
-                mode="lines+markers",
-                name=d.replace("_", " "),
-                line={"dash": dash},
-            )
+        for m in masks:
+            pts = curve(summary, d, n_layers, field, m)
+            if pts:
+                fig.add_scatter(
+                    x=[k for k, _ in pts],
+                    y=[v * scale for _, v in pts],
+                    mode="lines+markers",
+                    name=_label(d.replace("_", " "), m, masks),
+                    line=_line(d, dash, m, masks),
+                )
     if field == "acc":
         for cond, dash in (("base", "dash"), ("cram", "dot")):
             if cond in summary:
@@ -66,19 +114,23 @@ def knockout_figure(summary: dict, n_layers: int, model_name: str, field: str = 
                 )
         fig.add_hline(y=25, line_color="grey", line_width=1, annotation_text="chance")
     title = "HellaSwag accuracy (%)" if field == "acc" else "teacher-forced reconstruction of the context (%)"
+    note = _mask_note(masks)
     fig.update_layout(
-        title=f"{model_name}: {title} vs layers knocked out",
+        title=f"{model_name}: {title} vs layers knocked out" + (f"<br><sup>{note}</sup>" if note else ""),
         xaxis_title="# layers knocked out (k)",
         yaxis_title=title,
         template="plotly_white",
         width=820,
-        height=480,
+        height=480 + (60 if note else 0),
     )
     return fig
 
 
-def per_layer_figure(summary: dict, mass: Sequence[float], n_layers: int, model_name: str) -> go.Figure:
-    """Per-layer knockout: HellaSwag accuracy and TF reconstruction, and the attention mass on the memory."""
+def per_layer_figure(
+    summary: dict, mass: Sequence[float], n_layers: int, model_name: str, masks: Sequence[str] | None = None
+) -> go.Figure:
+    """Per-layer knockout: HellaSwag accuracy and TF reconstruction (per mask), and the attention mass on the memory."""
+    masks = list(masks or masks_in(summary))
     fig = make_subplots(
         rows=2,
         cols=1,
@@ -86,22 +138,35 @@ def per_layer_figure(summary: dict, mass: Sequence[float], n_layers: int, model_
         vertical_spacing=0.08,
         subplot_titles=("knockout of one layer", "attention mass on the memory (no knockout)"),
     )
-    acc = curve(summary, "per_layer", n_layers, "acc")
-    tf = curve(summary, "per_layer", n_layers, "tf")
-    ctl = curve(summary, "control_per_layer", n_layers, "acc")
-    fig.add_scatter(x=[k for k, _ in acc], y=[v for _, v in acc], name="HellaSwag acc (%)", row=1, col=1)
-    fig.add_scatter(
-        x=[k for k, _ in tf], y=[100 * v for _, v in tf], name="TF reconstruction (%)", row=1, col=1
-    )
-    if ctl:
+    for m in masks:
+        acc = curve(summary, "per_layer", n_layers, "acc", m)
+        tf = curve(summary, "per_layer", n_layers, "tf", m)
+        ctl = curve(summary, "control_per_layer", n_layers, "acc", m)
         fig.add_scatter(
-            x=[k for k, _ in ctl],
-            y=[v for _, v in ctl],
-            name="control acc (%)",
-            line={"dash": "dot"},
+            x=[k for k, _ in acc],
+            y=[v for _, v in acc],
+            name=_label("HellaSwag acc (%)", m, masks),
             row=1,
             col=1,
+            **({} if _text_only(masks) else {"line": _line("acc", None, m, masks)}),
         )
+        fig.add_scatter(
+            x=[k for k, _ in tf],
+            y=[100 * v for _, v in tf],
+            name=_label("TF reconstruction (%)", m, masks),
+            row=1,
+            col=1,
+            **({} if _text_only(masks) else {"line": _line("tf", None, m, masks)}),
+        )
+        if ctl:
+            fig.add_scatter(
+                x=[k for k, _ in ctl],
+                y=[v for _, v in ctl],
+                name=_label("control acc (%)", m, masks),
+                line=_line("control", "dot", m, masks),
+                row=1,
+                col=1,
+            )
     for cond, dash in (("base", "dash"), ("cram", "dot")):
         if cond in summary:
             fig.add_hline(
@@ -112,56 +177,84 @@ def per_layer_figure(summary: dict, mass: Sequence[float], n_layers: int, model_
                 annotation_text=f"{cond} acc {summary[cond]['acc']:.1f}",
             )
     fig.add_bar(x=list(range(len(mass))), y=list(mass), name="attention mass (%)", row=2, col=1)
+    note = _mask_note(masks)
     fig.update_layout(
-        title=f"{model_name}: per-layer knockout", template="plotly_white", width=820, height=640
+        title=f"{model_name}: per-layer knockout" + (f"<br><sup>{note}</sup>" if note else ""),
+        template="plotly_white",
+        width=820,
+        height=640 + (60 if note else 0),
     )
     fig.update_xaxes(title_text="layer", row=2, col=1)
     return fig
 
 
-def sweep_table(summary: dict, n_layers: int, title: str, every: int = 1) -> Table:
-    """Rich table: one row per k, columns per direction (acc % / TF)."""
+SWEEP_DIRECTIONS = ("forward", "reverse", "per_layer", "control_forward")
+SWEEP_NOTE = (
+    f"acc: HellaSwag accuracy (%) with its {ACC_INTERVAL} interval over the n items; TF: mean teacher-forced "
+    "reconstruction; vs cram: items the knockout turns right / wrong against the cram on the same items (+/-) and "
+    "the exact McNemar p"
+)
+
+
+def _sweep_cells(summary: dict, k: int, d: str, mask: str, ci_fmt: str) -> list[str]:
+    """The acc [interval], TF (not for controls) and vs-cram cells of direction ``d`` at ``k`` under ``mask``."""
+    zero = "control_cram" if d.startswith("control") else "cram"
+    tag = "" if mask == "text" else f"@{mask}"
+    cond = zero if k == 0 and d != "per_layer" else f"{d}:{k}{tag}"
+    s = summary.get(cond)
+    ci = s and accuracy_ci(s["acc"], s.get("n"))
+    acc = _f(s and s["acc"], "{:.1f}")
+    if ci:
+        acc += f" [{ci_fmt.format(ci.lo)}, {ci_fmt.format(ci.hi)}]"
+    cells = [acc] if d.startswith("control") else [acc, _f(s and s["tf"], "{:.3f}")]
+    return cells + [flips_cell(s and s.get("vs_cram"))]
+
+
+def _sweep_header(d: str, mask: str, masks: Sequence[str]) -> list[str]:
+    tail = "" if _text_only(masks) else f" ({mask})"
+    stats = ("acc",) if d.startswith("control") else ("acc", "TF")
+    return [f"{d.replace('_', '-')} {x}{tail}" for x in (*stats, "vs cram")]
+
+
+def sweep_table(
+    summary: dict, n_layers: int, title: str, every: int = 1, masks: Sequence[str] | None = None
+) -> Table:
+    """Rich table: one row per k, per direction and mask: acc % [95% Wilson], TF, paired test against the cram."""
+    masks = list(masks or masks_in(summary))
     t = Table(title=title, title_justify="left")
-    dirs = [d for d in ("forward", "reverse", "per_layer", "control_forward") if f"{d}:1" in summary]
+    tag = {m: "" if m == "text" else f"@{m}" for m in masks}
+    cols = [(d, m) for d in SWEEP_DIRECTIONS for m in masks if f"{d}:1{tag[m]}" in summary]
     t.add_column("k", justify="right")
-    for d in dirs:
-        t.add_column(f"{d} acc", justify="right")
-        if not d.startswith("control"):
-            t.add_column(f"{d} TF", justify="right")
+    for d, m in cols:
+        for h in _sweep_header(d, m, masks):
+            t.add_column(h, justify="right")
     for k in range(0, n_layers + 1):
         if k % every and k not in (1, n_layers):
             continue
-        cells = [str(k)]
-        for d in dirs:
-            zero = "control_cram" if d.startswith("control") else "cram"
-            cond = zero if k == 0 and d != "per_layer" else f"{d}:{k}"
-            s = summary.get(cond)
-            cells.append("–" if s is None else f"{s['acc']:.1f}")
-            if not d.startswith("control"):
-                cells.append("–" if s is None else f"{s['tf']:.3f}")
-        t.add_row(*cells)
+        t.add_row(str(k), *[c for d, m in cols for c in _sweep_cells(summary, k, d, m, "{:.0f}")])
     base, cram = summary.get("base"), summary.get("cram")
     if base and cram:
-        t.caption = f"Base {base['acc']:.1f}%, Cram {cram['acc']:.1f}% (TF {cram['tf']:.3f}), n={cram['n']}"
+        t.caption = (
+            f"Base {acc_cell(base)}, Cram {acc_cell(cram)} (TF {estimate_cell(cram, 'tf', '{:.3f}')}); base vs cram "
+            f"{flips_cell(base.get('vs_cram'))}\n{SWEEP_NOTE}"
+        )
+        t.caption += "".join(f"\n{m} mask: {MASK_MEANING.get(m, m)}" for m in masks if not _text_only(masks))
     return t
 
 
-def sweep_markdown(summary: dict, n_layers: int, ks: Sequence[int]) -> str:
-    """Markdown table of the sweep at the given k."""
-    lines = [
-        "| k | forward acc | forward TF | reverse acc | reverse TF | per-layer acc | per-layer TF | control fwd acc |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+def sweep_markdown(
+    summary: dict, n_layers: int, ks: Sequence[int], masks: Sequence[str] | None = None
+) -> str:
+    """Markdown table of the sweep at the given k: per direction and mask, acc [95% Wilson], TF, vs cram."""
+    masks = list(masks or masks_in(summary))
+    cols = [(d, m) for d in SWEEP_DIRECTIONS for m in masks]
+    header = ["k", *[h for d, m in cols for h in _sweep_header(d, m, masks)]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for k in ks:
-        cells = [str(k)]
-        for d in ("forward", "reverse", "per_layer", "control_forward"):
-            zero = "control_cram" if d.startswith("control") else "cram"
-            cond = zero if k == 0 and d != "per_layer" else f"{d}:{k}"
-            s = summary.get(cond)
-            cells.append(_f(s and s["acc"], "{:.1f}"))
-            if not d.startswith("control"):
-                cells.append(_f(s and s["tf"], "{:.3f}"))
+        cells = [str(k), *[c for d, m in cols for c in _sweep_cells(summary, k, d, m, "{:.1f}")]]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", SWEEP_NOTE + "."]
+    lines += [f"{m} mask: {MASK_MEANING.get(m, m)}." for m in masks if not _text_only(masks)]
     return "\n".join(lines)
 
 

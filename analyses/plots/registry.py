@@ -144,7 +144,8 @@ REGISTRY: list[FigureSpec] = [
     ),
     FigureSpec(
         "knockout_cumulative",
-        "HellaSwag accuracy and TF reconstruction vs #layers knocked out, forward and reverse",
+        "HellaSwag accuracy and TF reconstruction vs #layers knocked out, forward and reverse; a --mask both "
+        "sweep draws the reference mask (dashed) beside the text mask",
         "Fig. knockout_cumulative (C.6, D.8)",
         "{results}/knockout*/summary.json",
         "knockout",
@@ -152,7 +153,7 @@ REGISTRY: list[FigureSpec] = [
     ),
     FigureSpec(
         "knockout_per_layer",
-        "per-layer knockout with attention mass on the memory",
+        "per-layer knockout (each mask the sweep holds) with attention mass on the memory",
         "Fig. knockout_per_layer (C.6, D.8)",
         "{results}/knockout*/summary.json",
         "knockout",

@@ -75,45 +75,82 @@ def brittleness_table(
     return fig, rows
 
 
-#: REFERENCE D.5.
+#: REFERENCE D.5 (the paper gives no intervals: "–" in our interval column).
 PAPER_DIVERSITY = [
-    ("paper: Llama-3.1-8B", "224", "0.9%", "1.49 [1.43, 1.53]", "+0.18", "15x"),
-    ("paper: Pythia-1.4B", "238", "1.8%", "1.58 [1.55, 1.62]", "+0.24", "43x"),
-    ("paper: SmolLM2-1.7B", "239", "1.6%", "1.61 [1.58, 1.64]", "+0.10", "27x"),
-    ("paper: Gemma-3-4B", "198", "1.8%", "1.63 [1.61, 1.64]", "+0.04", "19x"),
+    ("paper: Llama-3.1-8B", "224", "0.9%", "1.49 [1.43, 1.53]", "–", "+0.18", "15x"),
+    ("paper: Pythia-1.4B", "238", "1.8%", "1.58 [1.55, 1.62]", "–", "+0.24", "43x"),
+    ("paper: SmolLM2-1.7B", "239", "1.6%", "1.61 [1.58, 1.64]", "–", "+0.10", "27x"),
+    ("paper: Gemma-3-4B", "198", "1.8%", "1.63 [1.61, 1.64]", "–", "+0.04", "19x"),
 ]
+DIVERSITY_COLUMNS = (
+    "model (learning rates)",
+    "N groups",
+    "IG CV % [95% t]",
+    "Sol. dist. median [IQR]",
+    "Sol. dist. median [95% bootstrap]",
+    "Dir. cos. [95% t]",
+    "Disp. ratio x [95% bootstrap]",
+)
+
+
+def estimate_cell(summary: Mapping, key: str, fmt: str = "{:.2f}") -> str:
+    """``summary[key]`` with its interval ``summary[key + "_ci"]`` (a ``MeanCI`` dict): ``0.41 [0.35, 0.47] (n=12)``;
+    ``(no interval)`` when the summary predates the intervals."""
+    from cramlens.stats import MeanCI
+
+    value = summary.get(key)
+    if value is None or value != value:
+        return "–"
+    d = summary.get(f"{key}_ci")
+    if not d:
+        return f"{fmt.format(value)} (no interval)"
+    nums = {k: float("nan") if d.get(k) is None else d[k] for k in ("mean", "lo", "hi", "sd")}
+    return MeanCI(**nums, n=int(d.get("n", 0)), level=d.get("level", 0.95)).format(fmt)
+
+
+def diversity_cells(summary: Mapping, label: str) -> list[str]:
+    """One row of the solution-diversity table (``DIVERSITY_COLUMNS``) from ``analyses.diversity.summarize``."""
+    return [
+        label,
+        str(summary["N"]),
+        estimate_cell(summary, "ig_cv", "{:.1f}"),
+        f"{summary['sol_dist_median']:.2f} [{summary['sol_dist_q1']:.2f}, {summary['sol_dist_q3']:.2f}]",
+        estimate_cell(summary, "sol_dist_median"),
+        f"{estimate_cell(summary, 'dir_cos', '{:+.2f}')} (1/√d = {summary['random_cos']:.3f})",
+        estimate_cell(summary, "disp_ratio", "{:.1f}"),
+    ]
 
 
 def diversity_table(summary: Mapping, label: str) -> tuple[go.Figure, dict]:
-    """The solution-diversity row (``analyses.diversity.summarize``) above the paper's rows."""
-    cells = []
-    if summary.get("N"):
-        cells.append(
-            [
-                label,
-                str(summary["N"]),
-                f"{summary['ig_cv']:.1f}%",
-                f"{summary['sol_dist_median']:.2f} [{summary['sol_dist_q1']:.2f}, {summary['sol_dist_q3']:.2f}]",
-                f"{summary['dir_cos']:+.2f} (1/√d = {summary['random_cos']:.3f})",
-                f"{summary['disp_ratio']:.0f}x",
-            ]
-        )
+    """The solution-diversity row (``analyses.diversity.summarize``, with n and 95% intervals) above the paper's."""
+    cells = [diversity_cells(summary, label)] if summary.get("N") else []
     fill = ["white"] * len(cells) + ["#f0f0f0"] * len(PAPER_DIVERSITY)
     cells += [list(p) for p in PAPER_DIVERSITY]
-    cols = (
-        "model (learning rates)",
-        "N groups",
-        "IG CV",
-        "Sol. dist. median [IQR]",
-        "Dir. cos.",
-        "Disp. ratio",
-    )
-    fig = _table(cells, cols, fill, [2.0, 0.7, 0.6, 1.3, 1.3, 0.7])
+    fig = _table(cells, DIVERSITY_COLUMNS, fill, [1.8, 0.6, 1.0, 1.1, 1.2, 1.6, 1.0])
     fig.update_layout(
         title="Equally good solutions are far apart: same init, different learning rates "
         "(grey: the paper, REFERENCE D.5)"
     )
     return fig, dict(summary)
+
+
+def probe_cells(rows: Sequence[dict], names: Mapping[str, str]) -> tuple[list[str], list[list[str]]]:
+    """``(columns, cells)`` of the probe summary (``analyses.probes.run_probes`` rows): per task and condition, the
+    score at the best layer with its interval, ``/`` the best shuffled-label score over layers, and the layer."""
+    from ..probes import SCORE_INTERVAL, best_by
+
+    best = best_by(rows)
+    conds = list(dict.fromkeys(r["condition"] for r in rows))
+    cells = [
+        [names.get(task, task)]
+        + [
+            f"{estimate_cell(best[(c, task)], 'score')} / {best[(c, task)]['shuffled_max']:.2f} "
+            f"(L{best[(c, task)]['layer']})"
+            for c in conds
+        ]
+        for task in dict.fromkeys(r["task"] for r in rows)
+    ]
+    return [f"task: score [{SCORE_INTERVAL}] / best shuffled (layer)", *conds], cells
 
 
 def _table(
@@ -155,12 +192,18 @@ VARIANT = "context_ending"  # the paper's default scoring (PPL over context + en
 
 
 def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figure, list[dict]]:
-    """Per task (``summary.json`` of ``scripts/downstream.py``): Conv%, Base and Cram accuracy, paper's row below."""
+    """Per task (``summary.json`` of ``scripts/downstream.py``): Conv%, Base and Cram accuracy with n and 95% Wilson
+    intervals, the paired tests of the converged subset, paper's row below."""
+    from ..scoring import ACC_INTERVAL, acc_cell, flips_cell
+
     rows, cells = [], []
     for task, s in summaries.items():
         b, bc = s["base"].get(VARIANT, {}), s["base_converged"].get(VARIANT, {})
         c, cc = s["cram"].get(VARIANT, {}), s["cram_converged"].get(VARIANT, {})
         rc = s.get("random_converged", {}).get(VARIANT, {})
+        paired = s.get("paired_converged", {})
+        vs_base = paired.get("base_vs_cram", {}).get(VARIANT)
+        vs_random = paired.get("random_vs_cram", {}).get(VARIANT)
         r = {
             "task": task,
             "n": s["n_items"],
@@ -171,6 +214,9 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
             "cram_conv_acc": cc.get("acc"),
             "cram_acc": c.get("acc"),
             "random_conv_acc": rc.get("acc"),
+            "n_conv": cc.get("n"),
+            "cram_vs_base_conv": vs_base,
+            "cram_vs_random_conv": vs_random,
         }
         rows.append(r)
         cells.append(
@@ -178,12 +224,14 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
                 f"{model}: {task}" if model else task,
                 str(r["n"]),
                 _f(r["conv_pct"]),
-                _f(r["base_acc"]),
+                acc_cell(b),
                 _f(r["base_acc_tok"]),
-                _f(r["base_conv_acc"]),
-                _f(r["cram_conv_acc"]),
-                _f(r["cram_acc"]),
-                _f(r["random_conv_acc"]),
+                acc_cell(bc),
+                acc_cell(cc),
+                acc_cell(c),
+                acc_cell(rc),
+                flips_cell(vs_base),
+                flips_cell(vs_random),
             ]
         )
     fill = ["white"] * len(cells)
@@ -201,6 +249,8 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
                     f"full {full.split(' / ')[0]}, prog {prog.split(' / ')[0]}",
                     "–",
                     "–",
+                    "–",
+                    "–",
                 ]
             )
             fill.append(GREY)
@@ -208,14 +258,16 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
         "task",
         "items",
         "Conv %",
-        "Base acc (all)",
+        f"Base acc (all) [{ACC_INTERVAL}]",
         "Base tok-norm (all)",
         "Base acc (conv.)",
         "Cram acc (conv.)",
         "Cram acc (all)",
         "Random vector, same norm (conv.)",
+        "Cram vs Base (conv.): +right/-wrong, McNemar p",
+        "Cram vs Random (conv.): +right/-wrong, McNemar p",
     )
-    fig = _table(cells, cols, fill, [2.0, 0.5, 0.8, 0.9, 1.0, 0.9, 1.3, 0.9, 1.0])
+    fig = _table(cells, cols, fill, [1.6, 0.5, 0.6, 1.2, 0.8, 1.2, 1.3, 1.2, 1.2, 1.1, 1.1])
     fig.update_layout(
         title="Reconstruction is not understanding: likelihood multiple choice with and without the "
         "crammed context (context+ending PPL; chance 25%; grey: paper D.6)"
@@ -233,18 +285,22 @@ PAPER_MMLU = {
 
 
 def mmlu_table(summary: Mapping, model: str) -> tuple[go.Figure, list[dict]]:
-    """Per mode (``summary.json`` of ``scripts/downstream.py --task mmlu``): Acc, Valid, both parsers, cram TF."""
+    """Per mode (``summary.json`` of ``scripts/downstream.py --task mmlu``): Acc, Valid (n, 95% Wilson), both
+    parsers, cram TF, the paired test against the baseline."""
+    from ..scoring import ACC_INTERVAL, acc_cell, flips_cell
+
     modes = summary["modes"]
     rows = [{"mode": m, **v} for m, v in modes.items()]
     cells = [
         [
             m,
             str(v["n"]),
-            _f(v["acc"]),
-            _f(v["valid"]),
-            _f(v["acc_ref"]),
-            _f(v["valid_ref"]),
-            _f(v.get("cram_tf"), "{:.3f}"),
+            acc_cell(v, "acc"),
+            acc_cell(v, "valid"),
+            acc_cell(v, "acc_ref"),
+            acc_cell(v, "valid_ref"),
+            estimate_cell(v, "cram_tf", "{:.3f}"),
+            flips_cell(v.get("vs_baseline", {}).get("correct")) if m != "baseline" else "–",
             PAPER_MMLU.get(m, "–"),
         ]
         for m, v in modes.items()
@@ -252,14 +308,15 @@ def mmlu_table(summary: Mapping, model: str) -> tuple[go.Figure, list[dict]]:
     cols = (
         "mode",
         "items",
-        "Acc %",
+        f"Acc % [{ACC_INTERVAL}]",
         "Valid %",
         "Acc % (ref. parser)",
         "Valid % (ref. parser)",
         "cram TF",
+        "vs baseline: +right/-wrong, McNemar p",
         "paper SmolLM2-1.7B Acc (Valid)",
     )
-    fig = _table(cells, cols, ["white"] * len(cells), [1.0, 0.5, 0.6, 0.6, 1.0, 1.0, 0.6, 1.4])
+    fig = _table(cells, cols, ["white"] * len(cells), [0.9, 0.5, 1.1, 1.1, 1.1, 1.1, 0.6, 1.1, 1.2])
     subj = ", ".join(summary.get("subjects", []))
     who = f"{model}: " if model else ""
     steps = summary.get("steps", "?")
