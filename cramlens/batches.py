@@ -91,6 +91,7 @@ def stage_row(rec: StageRecord, p: Prepared, settings: dict, final: bool) -> Sta
         max_optimization_steps_per_sample=recipe["steps_per_sample"],
         kind=settings["kind"],
         tf_exact_prefix=rec.tf_exact_prefix,
+        seed=int(settings.get("seed", 0)) if p.seed is None else p.seed,
     )
 
 
@@ -108,7 +109,14 @@ def _new_loop(model, group: list[Prepared], spec: CramSpec, opts: RunOptions, sh
                 model.embed(torch.tensor([p.sequence], device=model.cfg.device))[0] for p in group
             ]
     memory = make_memory(
-        model, len(group), spec, [p.sample_id for p in group], shared, opts.pca_basis, token_embeds
+        model,
+        len(group),
+        spec,
+        [p.draw for p in group],
+        shared,
+        opts.pca_basis,
+        token_embeds,
+        [spec.seed if p.seed is None else p.seed for p in group],
     )
     clean = None
     if recipe.hybrid_alpha > 0:

@@ -21,7 +21,7 @@ from .errors import CramlensError, check
 from .hooks import EMPTY, HookSet
 from .layout import Layout
 from .metrics import greedy_reconstruction
-from .prepare import Prepared, prepare_texts
+from .prepare import Prepared, prepare_texts, repeat_over_seeds
 from .results import CrammedSample, CramRun
 from .rows import samples_from_rows
 from .runs import RunDir
@@ -101,7 +101,8 @@ def progressive_cram(
 
     ``overrides``: :class:`CramSpec` fields (``recipe`` as a preset name or a :class:`Recipe`, ``layout``,
     ``batch_size``, ``min_len``, ``step``, ``schedule``, ``parametrization``, ``low_dim``, ``shared_projection``,
-    ``seed``), :class:`Recipe` fields (``lr``, ``steps_per_stage``, ...), and the run options ``check_greedy``
+    ``seed``, ``seeds`` (each text once per init seed), ``init_perturbation``), :class:`Recipe` fields (``lr``,
+    ``steps_per_stage``, ...), and the run options ``check_greedy``
     (greedy-decode each horizon, default True) and ``pca_basis`` (``(components, mean)`` for ``pca``).
     """
     opts, check_greedy = _run_options(
@@ -112,7 +113,7 @@ def progressive_cram(
         sp.layout.score_from == "memory" or sp.min_len >= 2,
         "score_from='text' scores nothing at length 1; use --min-len 2",
     )
-    prepared = prepare_texts(model, texts, sp.layout, seq_len, first_id)
+    prepared = repeat_over_seeds(prepare_texts(model, texts, sp.layout, seq_len, first_id), sp.seeds)
     return _execute("progressive", model, prepared, sp, opts, check_greedy)
 
 
@@ -143,7 +144,7 @@ def cram(
     sp = build_spec(spec, overrides)
     rc = sp.recipe.with_(steps_per_sample=max_steps)
     rc = rc.with_(steps_per_stage=rc.steps_per_sample)
-    prepared = prepare_texts(model, texts, sp.layout, seq_len, first_id)
+    prepared = repeat_over_seeds(prepare_texts(model, texts, sp.layout, seq_len, first_id), sp.seeds)
     lengths = [len(p.sequence) for p in prepared]
     if len(set(lengths)) != 1:
         raise CramlensError("full cramming needs texts of one length; pass --seq-len")

@@ -121,13 +121,15 @@ def make_memory(
     shared_projection: dict[str, torch.Tensor] | None = None,
     pca_basis: tuple[torch.Tensor, torch.Tensor] | None = None,
     token_embeds: list[torch.Tensor] | None = None,
+    seeds: list[int] | None = None,
 ) -> Memory:
     """Initial trainable memory for ``n_samples`` samples (global run indices ``indices`` seed each one).
 
     ``spec`` gives the memory's shape and kind: ``layout.n_mem`` rows, ``recipe.init``, ``seed``,
     ``parametrization`` and ``low_dim``. ``shared_projection`` is the run's shared ``W, b`` (``low_dim`` with
     ``shared_projection``), ``pca_basis`` the ``(components, mean)`` of ``pca``, ``token_embeds`` the samples'
-    token embeddings (init ``mean_token_embeds``).
+    token embeddings (init ``mean_token_embeds``), ``seeds`` each sample's init seed (default ``spec.seed``).
+    ``spec.init_perturbation`` > 0 adds ``delta * rms(e0) * N(0, 1)`` (its own generator) to each initial tensor.
     """
     n_mem, init, seed = spec.layout.n_mem, spec.recipe.init, spec.seed
     parametrization, low_dim = spec.parametrization, spec.low_dim
@@ -135,10 +137,13 @@ def make_memory(
     device = model.cfg.device
     indices = list(range(n_samples)) if indices is None else indices
     check(len(indices) == n_samples, "make_memory: one index per sample")
+    seeds = [seed] * n_samples if seeds is None else [int(s) for s in seeds]
+    delta = float(spec.init_perturbation)
 
     def rows(shape, which: int) -> torch.Tensor:
         te = token_embeds[which] if token_embeds is not None else None
-        return init_rows(init, shape, seed, indices[which], te)
+        e0 = init_rows(init, shape, seeds[which], indices[which], te)
+        return perturb(e0, delta, seeds[which], indices[which]) if delta > 0 else e0
 
     def stack(shape) -> torch.Tensor:
         return torch.stack([rows(shape, j) for j in range(n_samples)]).to(device).requires_grad_(True)
@@ -172,6 +177,14 @@ def make_memory(
             fixed={"components": comps.float().to(device), "mean": mean.float().to(device)},
         )
     raise CramlensError(f"unknown parametrisation {parametrization!r}; use direct, low_dim or pca")
+
+
+def perturb(e0: torch.Tensor, delta: float, seed: int, index: int) -> torch.Tensor:
+    """``e0 + delta * rms(e0) * N(0, 1)``: the same start moved by a relative amount ``delta``."""
+    scale = float(e0.pow(2).mean().sqrt())
+    check(scale > 0, "init_perturbation needs a nonzero init (zeros has no scale); use e.g. random0.02")
+    g = sample_generator(seed + 31337, index)
+    return e0 + delta * scale * torch.randn(e0.shape, generator=g)
 
 
 def new_shared_projection(d_model: int, k: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformer_lens import HookedTransformer
@@ -23,6 +23,13 @@ class Prepared:
     token_ids: list[int]
     sequence: list[int]
     surprisal: torch.Tensor  # [len(sequence)] bits, nan at 0
+    seed: int | None = None  # memory-init seed (None: the spec's ``seed``)
+    init_index: int | None = None  # index that seeds the init with ``seed`` (None: ``sample_id``)
+
+    @property
+    def draw(self) -> int:
+        """The index that, with the seed, draws this sample's initial memory."""
+        return self.sample_id if self.init_index is None else self.init_index
 
 
 def prepare_texts(
@@ -62,3 +69,20 @@ def prepare_texts(
         )
         out.append(Prepared(first_id + i, str(tid), text, ids, seq, surprisal_bits(model, seq)))
     return out
+
+
+def repeat_over_seeds(prepared: list[Prepared], seeds: Sequence[int]) -> list[Prepared]:
+    """Each text once per seed (text-major), so a run holds texts x seeds draws of the horizon.
+
+    With k seeds, text ``i`` under its ``r``-th seed gets ``sample_id = i * k + r`` and draws its initial memory
+    from ``(seed, i)``: the draw of seed ``s`` is the one a plain ``--seed s`` run starts from. One seed leaves
+    the samples as they are (ids and draws unchanged).
+    """
+    if len(seeds) <= 1:
+        return [replace(p, seed=int(seeds[0])) if seeds else p for p in prepared]
+    k = len(seeds)
+    return [
+        replace(p, sample_id=p.sample_id * k + r, seed=int(s), init_index=p.sample_id)
+        for p in prepared
+        for r, s in enumerate(seeds)
+    ]

@@ -37,6 +37,7 @@ class CrammedSample:
     layout: Layout = field(default_factory=Layout, repr=False)
     information_gain_bits_final: float = float("nan")  # at the final (failing) stage: the paper's tables
     compressed_tokens: int = 0  # stage rows incl. the final one: the paper's unit (horizon + 1, step 1)
+    seed: int | None = None  # memory-init seed (a run with --seeds holds several per text)
 
     @property
     def target(self) -> list[int]:
@@ -153,17 +154,30 @@ class CramRun:
 
     def summary(self) -> dict:
         hs = [s.horizon for s in self.samples]
-        igs = [s.information_gain_bits for s in self.samples]
-        from .stats import mean_ci
+        from .stats import hierarchical_mean_ci, mean_ci
+
+        texts = {s.text_id for s in self.samples}
+        repeated = len(texts) < len(self.samples)
+
+        def mean(attr: str):
+            """Student-t over samples; with several seeds per text, the mean over texts of per-text means with a
+            two-stage (texts, then seeds) bootstrap interval, n = texts."""
+            if not repeated:
+                return mean_ci([getattr(s, attr) for s in self.samples])
+            by: dict[str, list[float]] = {}
+            for s in self.samples:
+                by.setdefault(s.text_id, []).append(getattr(s, attr))
+            return hierarchical_mean_ci(by)
 
         return {
             "samples": len(hs),
-            # means with n and a 95% Student-t interval, in our unit and the paper's (cramlens.stats.MeanCI)
-            "horizon": mean_ci(hs),
-            "compressed_tokens": mean_ci([s.compressed_tokens for s in self.samples]),
-            "ig_bits": mean_ci(igs),
-            "ig_final_bits": mean_ci([s.information_gain_bits_final for s in self.samples]),
-            "steps": mean_ci([s.steps for s in self.samples]),
+            "texts": len(texts),
+            # means with n and a 95% interval, in our unit and the paper's (cramlens.stats.MeanCI)
+            "horizon": mean("horizon"),
+            "compressed_tokens": mean("compressed_tokens"),
+            "ig_bits": mean("information_gain_bits"),
+            "ig_final_bits": mean("information_gain_bits_final"),
+            "steps": mean("steps"),
             "horizon_min": min(hs, default=0),
             "horizon_max": max(hs, default=0),
             "greedy_exact_rate": _mean([s.greedy_exact for s in self.samples if s.greedy_exact is not None]),

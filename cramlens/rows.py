@@ -60,6 +60,7 @@ class StageRow:
     max_optimization_steps_per_sample: int
     kind: str
     tf_exact_prefix: int | None = None  # targets right before the first wrong argmax (None: older rows)
+    seed: int | None = None  # memory-init seed of the sample (None: older rows, the run's ``seed``)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -88,6 +89,7 @@ class SampleSummary:
     reason: str  # why the sample stopped ('' when its final stage passed)
     best_stage_index: int  # stage_index of the row whose embedding is the sample's result
     finished: bool  # the final row is marked final (False: an interrupted run)
+    seed: int | None = None  # memory-init seed (None: rows written before seeds were recorded)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,6 +144,7 @@ def summarise_sample(traj: list[dict], kind: str) -> tuple[SampleSummary, dict]:
         reason=str(last.get("reason", "") or ""),
         best_stage_index=int(best["stage_index"]),
         finished=bool(last.get("final", True)),
+        seed=None if last.get("seed") is None else int(last["seed"]),
     )
     return summary, best
 
@@ -194,6 +197,7 @@ def samples_from_rows(rows: list[dict], kind: str, layout, model=None) -> list:
                 layout=layout,
                 information_gain_bits_final=s.information_gain_bits_final,
                 compressed_tokens=s.compressed_tokens,
+                seed=s.seed,
             )
         )
     return out

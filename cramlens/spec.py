@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-from .errors import check
+from .errors import CramlensError, check
 from .layout import Layout
 from .recipe import DEFAULT_PRESET, Recipe, get_recipe
 
 PARAMETRIZATIONS = ("direct", "low_dim", "pca")
 SCHEDULES = ("linear", "geometric")
 STAGE_KEYS = ("min_len", "step", "schedule")  # full cramming has no stage schedule
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; ``"0-4"`` -> ``(0, 1, 2, 3, 4)``."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+        try:
+            out += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
+        except ValueError:
+            raise CramlensError(f"--seeds {text!r}: use integers like 0,1,2 or a range like 0-4") from None
+    check(len(out) > 0, f"--seeds {text!r} names no seed; use e.g. 0,1,2")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,22 @@ class CramSpec:
     seed: int = field(
         default=0, metadata={"help": "seed of the text sampling and the memory init", "group": "run"}
     )
+    # a horizon is one draw of a chaotic optimisation: repeats make its spread measurable (issue 23)
+    seeds: tuple[int, ...] = field(
+        default=(),
+        metadata={
+            "help": "cram every text once per memory-init seed, e.g. 0,1,2 (default: just --seed)",
+            "type": parse_seeds,
+            "group": "run",
+        },
+    )
+    init_perturbation: float = field(
+        default=0.0,
+        metadata={
+            "help": "add delta * rms(e0) * N(0,1) to every initial memory (a numeric variant of the same e0)",
+            "group": "run",
+        },
+    )
 
     def __post_init__(self):
         check(isinstance(self.recipe, Recipe), f"recipe {self.recipe!r}: pass a Recipe or a preset name")
@@ -72,6 +102,16 @@ class CramSpec:
         check(self.step >= 1 and self.min_len >= 1, "--step and --min-len must be >= 1")
         check(self.batch_size >= 1, f"batch size {self.batch_size}; use at least 1")
         check(self.low_dim >= 0, f"low_dim={self.low_dim}; use a rank >= 0")
+        object.__setattr__(self, "seeds", tuple(int(x) for x in self.seeds))
+        check(
+            len(set(self.seeds)) == len(self.seeds), f"seeds {list(self.seeds)} repeat a seed; list each once"
+        )
+        check(self.init_perturbation >= 0, f"init_perturbation={self.init_perturbation}; use a size >= 0")
+
+    @property
+    def init_seeds(self) -> tuple[int, ...]:
+        """The memory-init seeds each text is crammed under: ``seeds``, or ``(seed,)``."""
+        return self.seeds or (self.seed,)
 
     def with_(self, **overrides) -> CramSpec:
         """A copy with spec fields and recipe fields replaced (``recipe`` as a preset name or a Recipe).
@@ -109,6 +149,9 @@ class CramSpec:
             "schedule": self.schedule,
             "batch_size": self.batch_size,
             "seed": self.seed,
+            # written only when set, so the config of a run without repeats is what older code wrote and resumes
+            **({"seeds": list(self.seeds)} if self.seeds else {}),
+            **({"init_perturbation": self.init_perturbation} if self.init_perturbation else {}),
         }
 
     @classmethod
@@ -116,6 +159,8 @@ class CramSpec:
         """The spec of a ``to_dict`` (or of a run's ``config.json`` settings: other keys are ignored, missing
         ones take their defaults)."""
         kw = {k: d[k] for k in (f.name for f in fields(cls)) if k in d and k not in ("recipe", "layout")}
+        if "seeds" in kw:
+            kw["seeds"] = tuple(kw["seeds"])
         if d.get("recipe") is not None:
             r = d["recipe"]
             known = {f.name for f in fields(Recipe)}

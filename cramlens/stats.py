@@ -89,7 +89,6 @@ def hierarchical_mean_ci(
     return MeanCI(m, float(lo), float(hi), n, float(means.std(ddof=1)), level)
 
 
-
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     stat: Callable[[np.ndarray], float] = np.median,
