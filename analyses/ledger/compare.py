@@ -1,0 +1,86 @@
+"""The ledger's comparison across the models it is given: does the larger model cram more tokens?
+
+Models are ordered by parameter count; each neighbouring pair gives one row, paired per text (the same PG-19
+documents, each model's own tokens): compressed tokens of the larger minus the smaller, per-text means over seeds,
+Student-t interval over texts. The row states everything that changes between the two models besides size.
+"""
+
+from __future__ import annotations
+
+from cramlens.paper import paper_value
+from cramlens.stats import mean_ci
+
+from . import verdict as vd
+from .claims import Row
+from .context import ModelInfo
+
+
+def _per_text(samples: list[dict]) -> dict[str, float]:
+    by: dict[str, list[float]] = {}
+    for r in samples:
+        by.setdefault(r["text_id"], []).append(float(r["compressed_tokens"]))
+    return {t: sum(v) / len(v) for t, v in by.items()}
+
+
+def differences(small: ModelInfo, large: ModelInfo) -> str:
+    """Everything that changes from ``small`` to ``large`` besides the parameter count."""
+    parts = [f"params {small.n_params / 1e6:.0f}M → {large.n_params / 1e6:.0f}M"]
+    for label, a, b in (
+        ("width d_model", small.d_model, large.d_model),
+        ("layers", small.n_layers, large.n_layers),
+        ("vocabulary", small.d_vocab, large.d_vocab),
+        ("adds BOS", small.adds_bos, large.adds_bos),
+    ):
+        if a != b:
+            parts.append(
+                f"{label} {a:,} → {b:,}"
+                if isinstance(a, int) and not isinstance(a, bool)
+                else f"{label} {a} → {b}"
+            )
+    family = "" if small.description.split(" ")[0] == large.description.split(" ")[0] else "; families differ"
+    return (
+        ", ".join(parts)
+        + family
+        + f" ({small.description or small.name} vs {large.description or large.name})"
+    )
+
+
+def model_size_rows(models: dict[str, tuple[ModelInfo, dict]], command: str) -> list[Row]:
+    """One row per neighbouring pair (by parameter count) of models whose progressive step has finished."""
+    ready = sorted(
+        ((info, res) for info, res in models.values() if "progressive" in res), key=lambda x: x[0].n_params
+    )
+    rows = []
+    for (small, rs), (large, rl) in zip(ready, ready[1:], strict=False):
+        a, b = _per_text(rs["progressive"]["samples"]), _per_text(rl["progressive"]["samples"])
+        both = sorted(set(a) & set(b))
+        ci = mean_ci(b[t] - a[t] for t in both)
+        verdict = vd.directional(ci, +1)
+        pv = paper_value("model_size", "*")
+        note = (
+            f"{large.name} {mean_ci(b[t] for t in both)} vs {small.name} {mean_ci(a[t] for t in both)} on "
+            f"{len(both)} shared texts; what changes: {differences(small, large)}"
+        )
+        rows.append(
+            Row(
+                f"model_size:{small.name}→{large.name}",
+                "The larger model crams more tokens (compressed tokens, larger minus smaller, paired by text)",
+                "directional",
+                "progressive",
+                None
+                if pv is None
+                else {
+                    **pv.__dict__,
+                    "same_model": {small.name, large.name} == {"smollm2-135m", "gemma-3-270m"},
+                },
+                None,
+                "",
+                "directional: > 0",
+                ci.to_dict(),
+                note,
+                verdict.outcome,
+                verdict.reason,
+                command,
+            )
+        )
+    return rows

@@ -1,0 +1,142 @@
+"""Run the ledger: plan every model's steps, run the unfinished ones resumably, build and write the ledger.
+
+Output directory::
+
+    out/
+      ledger.md  ledger.json  ledger.html (+ .png with a browser)
+      <model>/
+        protocol.json  model.json       the protocol this directory belongs to (a rerun must match), the model
+        <step>/step.json                a finished step's result (written atomically; present = skipped on rerun)
+        <step>/...                      the run directories of the library calls behind it (they resume)
+
+A kill at any moment loses at most the work since the last checkpoint of the cramming call in progress; rerunning
+the same command skips finished steps and resumes the unfinished one through its run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from transformer_lens import HookedTransformer
+
+from cramlens.errors import check
+from cramlens.runs import atomic_write_text
+
+from .context import RESULT, ModelInfo, Step, StepContext
+from .ledger import Ledger, build_ledger
+from .plan import hours, measure_step_cost, plan, plan_table
+from .protocols import Protocol, get_protocol
+from .steps import select
+
+Loader = Callable[[str], HookedTransformer]
+
+
+def default_loader(name: str) -> HookedTransformer:
+    """The registry model on the fast path (what the scripts load)."""
+    import cramlens
+
+    return cramlens.optimize(cramlens.load_model(name))
+
+
+def model_dir(out: Path, name: str) -> Path:
+    return out / Path(name).name  # a local model directory contributes its last component
+
+
+def _json_default(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+def claim_directory(root: Path, protocol: Protocol, info: ModelInfo) -> None:
+    """Mark ``root`` as this protocol's run of this model; a directory of another protocol is an error."""
+    path = root / "protocol.json"
+    want = protocol.to_dict()
+    if path.exists():
+        have = json.loads(path.read_text())
+        check(
+            have == json.loads(json.dumps(want)),
+            f"{root} holds a run of protocol {have.get('name')!r} with other sizes; use another --out",
+        )
+    else:
+        atomic_write_text(path, json.dumps(want, indent=1))
+    atomic_write_text(root / "model.json", json.dumps(info.__dict__, indent=1))
+
+
+def run_steps(ctx: StepContext, steps: Sequence[Step], expected: dict[str, float] | None = None) -> None:
+    """Run each unfinished step and write its result atomically; finished ones are skipped."""
+    for i, step in enumerate(steps, 1):
+        path = ctx.step_dir(step.name) / RESULT
+        head = f"[{i}/{len(steps)}] {ctx.model_name} {step.name}"
+        if path.exists():
+            ctx.log(f"{head}: finished earlier, skipped")
+            continue
+        exp = f" (expected {hours(expected[step.name])} CPU)" if expected and step.name in expected else ""
+        ctx.log(f"{head}: {step.what}{exp}")
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = step.run(ctx)
+        result["elapsed"] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+        atomic_write_text(path, json.dumps(result, default=_json_default))
+        ctx.log(f"{head}: done in {hours(result['elapsed']['wall_s'])}")
+
+
+def load_results(root: Path) -> dict[str, dict]:
+    """Every finished step's result under a model's directory."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob(f"*/{RESULT}"))}
+
+
+def reproduce(
+    models: Sequence[str],
+    protocol: str | Protocol,
+    out: str | Path,
+    only: Sequence[str] | None = None,
+    load: Loader = default_loader,
+    console: Console | None = None,
+    plan_only: bool = False,
+    live: bool = True,
+) -> Ledger:
+    """Run every experiment behind the two papers' claims on each model (resumably) and write the ledger.
+
+    ``only``: these steps (and what they need); ``plan_only``: print the plan and write the ledger of what is
+    already finished, run nothing; ``live``: live per-sample tables while cramming. Returns the ledger.
+    """
+    proto = get_protocol(protocol)
+    out = Path(out)
+    check(not out.is_file(), f"--out {out} is a file; pass a directory")
+    check(len(models) > 0, "give at least one --model")
+    console = console or Console()
+    steps = select(list(only) if only else None)
+    expected: dict[str, dict[str, float]] = {}
+    for name in models:  # plan every model before running any
+        model = load(name)
+        info = ModelInfo.of(model, name)
+        root = model_dir(out, name)
+        claim_directory(root, proto, info)
+        cost = measure_step_cost(model)
+        planned = plan(steps, proto, info, cost, root)
+        expected[name] = {p.name: p.expected_s for p in planned}
+        console.print(plan_table(planned, info, proto, cost))
+        del model
+    if not plan_only:
+        for name in models:
+            ctx = StepContext(
+                load(name), name, proto, model_dir(out, name), console.log, console if live else None
+            )
+            run_steps(ctx, steps, expected[name])
+    per_model = {}
+    for name in models:
+        root = model_dir(out, name)
+        per_model[name] = (ModelInfo(**json.loads((root / "model.json").read_text())), load_results(root))
+    ledger = build_ledger(per_model, proto, out)
+    from .render import write_ledger
+
+    for path in write_ledger(ledger, out):
+        console.log(f"wrote {path}")
+    return ledger
