@@ -205,3 +205,45 @@ def paths_compared(
         "passed_plain": plain[2].get(0),
         "passed_fast": fast[2].get(0),
     }
+
+
+def warm_start(run, sample_id: int) -> tuple[int, torch.Tensor, int] | None:
+    """A later stage to measure in: ``(stage length L, the embedding that passed L - 1, its LR position)``, with
+    ``L`` half way to the sample's horizon (None when the sample passed fewer than two stages)."""
+    passed = [r for r in run.trajectory(sample_id) if r.get("converged")]
+    if len(passed) < 2:
+        return None
+    prev = passed[len(passed) // 2 - 1]
+    emb = prev["embedding"]
+    emb = emb if isinstance(emb, torch.Tensor) else torch.tensor(emb, dtype=torch.float32)
+    return int(prev["stage_seq_len"]) + 1, emb.reshape(-1, int(prev["hidden_size"])), int(prev["steps_taken"])
+
+
+def measure(model, prepared, recipe: Recipe, spec: DivergenceSpec, warm_run=None, layout=None) -> dict:
+    """Twin runs on every prepared text at stage 1 and (with ``warm_run``, a progressive run of the same texts; its
+    first draw of each text id) at a later stage, plus plain vs fast from one ``e0`` at stage 1; per-text traces and the
+    summary of each stage."""
+    from dataclasses import replace
+
+    out: dict = {"stage1": [], "later": [], "paths": []}
+    warm_ids: dict[str, int] = {}
+    for s in warm_run.samples if warm_run is not None else []:  # the first draw of each text
+        warm_ids.setdefault(s.text_id, s.sample_id)
+    for p in prepared:
+        d = twin_runs(model, p.sequence, recipe, replace(spec, stage_len=1), layout)
+        d.text_id = p.text_id
+        out["stage1"].append(d)
+        if p.text_id in warm_ids and (w := warm_start(warm_run, warm_ids[p.text_id])) is not None:
+            L, emb, at = w
+            d = twin_runs(model, p.sequence, recipe, replace(spec, stage_len=L), layout, emb, at)
+            d.text_id = p.text_id
+            out["later"].append(d)
+        pc = paths_compared(model, p.sequence, recipe, replace(spec, stage_len=1), layout)
+        out["paths"].append({"text_id": p.text_id, **pc})
+    return {
+        "spec": asdict(spec),
+        "summary": {k: summarise(out[k], spec.saturation) for k in ("stage1", "later") if out[k]},
+        "stage1": [d.to_dict() for d in out["stage1"]],
+        "later": [d.to_dict() for d in out["later"]],
+        "paths": out["paths"],
+    }

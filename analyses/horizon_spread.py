@@ -199,3 +199,48 @@ def texts_needed(c: Components, half_width: float, seeds_per_text: int) -> int:
     if not (var_text_mean > 0 and half_width > 0):
         return 0
     return int(math.ceil(var_text_mean * (1.96 / half_width) ** 2))
+
+
+def spread_table(rep: SpreadReport, model: str) -> list:
+    """The printed report: a rich table of the components and the lines that read it (paper comparison included)."""
+    from rich.table import Table
+
+    from cramlens.paper import COMPRESSED_TOKENS
+
+    t = Table(title=f"Horizon spread over texts x seeds ({model})", title_justify="left")
+    for col in (
+        "metric",
+        "mean of text means [95% 2-stage bootstrap]",
+        "sd texts",
+        "sd seeds",
+        "ICC [95% F]",
+        "seed CV",
+    ):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m, c in rep.components.items():
+        t.add_row(
+            METRICS[m],
+            c.mean.format("{:.1f}"),
+            f"{math.sqrt(c.between_var):.1f}" if c.between_var == c.between_var else "–",
+            f"{math.sqrt(c.within_var):.1f}" if c.within_var == c.within_var else "–",
+            f"{c.icc:.2f} [{c.icc_lo:.2f}, {c.icc_hi:.2f}]",
+            c.within_cv.format("{:.2f}"),
+        )
+    lines: list = [t]
+    ct = rep.components["compressed_tokens"]
+    lines.append(
+        f"{len(rep.draws)} draws, {ct.n_texts} texts, {rep.censored} censored (reached the text's end: their "
+        "horizon is a lower bound)"
+    )
+    lines.append(
+        f"IG vs horizon: seed CV of IG at the horizon minus that of compressed tokens, per text: {rep.ig_vs_horizon} "
+        "(below 0: IG is steadier across seeds)"
+    )
+    ref = COMPRESSED_TOKENS.get(model)
+    if ref is not None:
+        lines.append(
+            f"paper, {ref.model}: {ref.value} ± {ref.sd} compressed tokens (sd, n={ref.n} texts, one run each); "
+            f"ours {ct.mean} over texts x seeds. Texts for a ±2-token interval at 3 seeds/text: "
+            f"{texts_needed(ct, 2.0, 3)}"
+        )
+    return lines

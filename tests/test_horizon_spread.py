@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -142,3 +143,37 @@ def test_plain_and_fast_paths_start_together(model):
     out = paths_compared(model, seqs(1, 6)[0], QUICK, DivergenceSpec(stage_len=3, max_steps=15))
     assert out["loss_plain"][0] == pytest.approx(out["loss_fast"][0], rel=1e-4)
     assert len(out["distance"]) >= 1 and out["distance"][0] < 1e-4
+
+
+def test_seeds_run_then_spread_and_divergence_scripts_end_to_end(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import divergence as div_script
+    import horizon_spread as spread_script
+    import progressive as prog_script
+
+    run = tmp_path / "seeds"
+    common = ["--model", "tiny-llama", "--data", "random-words", "--samples", "2", "--seq-len", "6"]
+    prog_script.main(
+        common
+        + ["--recipe", "fast", "--steps-per-stage", "40", "--max-steps", "200", "--seeds", "0,1,2"]
+        + ["--batch-size", "6", "--no-progress", "--out", str(run)]
+    )
+    spread_script.main(["--run", f"fast={run}", "--out", str(tmp_path / "spread")])
+    rep = json.loads((tmp_path / "spread" / "spread.json").read_text())
+    assert rep["n_draws"] == 6 and rep["n_texts"] == 2 and rep["variants"] == ["fast"]
+    assert sorted(d["seed"] for d in rep["draws"]) == [0, 0, 1, 1, 2, 2]
+    assert set(rep["components"]) >= {"compressed_tokens", "information_gain_bits", "steps"}
+    assert (tmp_path / "spread" / "horizon_spread.html").exists()
+    div_script.main(
+        common
+        + ["--recipe", "fast", "--max-steps-div", "20", "--deltas", "0,1e-4", "--warm-run", str(run)]
+        + ["--out", str(tmp_path / "div")]
+    )
+    out = json.loads((tmp_path / "div" / "divergence.json").read_text())
+    assert len(out["stage1"]) == 2 and len(out["paths"]) == 2
+    assert [d["text_id"] for d in out["later"]] == [d["text_id"] for d in out["stage1"]][: len(out["later"])]
+    assert out["summary"]["stage1"]["zero_delta_max_distance"] == 0.0
+    assert (tmp_path / "div" / "divergence.html").exists()
