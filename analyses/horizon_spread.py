@@ -73,16 +73,19 @@ class Components:
 
 
 def draws_from_runs(runs: Mapping[str, object]) -> list[Draw]:
-    """The draws of ``{variant label: CramRun}`` (progressive runs; each sample is one draw)."""
+    """The draws of ``{variant label: CramRun}`` (progressive runs; each finished sample is one draw, so a run
+    still in progress gives the draws it has finished)."""
     out = []
     for label, run in runs.items():
-        for s in run.samples:
+        for s in run.summaries():
+            if not s.finished:
+                continue
             out.append(
                 Draw(
                     text_id=s.text_id,
                     seed=s.seed,
                     variant=label,
-                    censored=not s.reason and s.horizon >= len(s.sequence),
+                    censored=not s.reason,  # its last stage passed: the text ended before the method did
                     values={m: float(getattr(s, m)) for m in METRICS},
                 )
             )
