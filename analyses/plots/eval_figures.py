@@ -210,6 +210,14 @@ def _sweep_cells(summary: dict, k: int, d: str, mask: str, ci_fmt: str) -> list[
     return cells + [flips_cell(s and s.get("vs_cram"))]
 
 
+def _measured_columns(summary: dict, masks: Sequence[str]) -> list[tuple[str, str]]:
+    """The (direction, mask) pairs the summary has at least one condition of."""
+    tag = {m: "" if m == "text" else f"@{m}" for m in masks}
+    keys = [k.split(":", 1) for k in summary if ":" in k]
+    have = {(d, rest.partition("@")[1] + rest.partition("@")[2]) for d, rest in keys}
+    return [(d, m) for d in SWEEP_DIRECTIONS for m in masks if (d, tag[m]) in have]
+
+
 def _sweep_header(d: str, mask: str, masks: Sequence[str]) -> list[str]:
     tail = "" if _text_only(masks) else f" ({mask})"
     stats = ("acc",) if d.startswith("control") else ("acc", "TF")
@@ -222,8 +230,7 @@ def sweep_table(
     """Rich table: one row per k, per direction and mask: acc % [95% Wilson], TF, paired test against the cram."""
     masks = list(masks or masks_in(summary))
     t = Table(title=title, title_justify="left")
-    tag = {m: "" if m == "text" else f"@{m}" for m in masks}
-    cols = [(d, m) for d in SWEEP_DIRECTIONS for m in masks if f"{d}:1{tag[m]}" in summary]
+    cols = _measured_columns(summary, masks)
     t.add_column("k", justify="right")
     for d, m in cols:
         for h in _sweep_header(d, m, masks):
@@ -231,7 +238,10 @@ def sweep_table(
     for k in range(0, n_layers + 1):
         if k % every and k not in (1, n_layers):
             continue
-        t.add_row(str(k), *[c for d, m in cols for c in _sweep_cells(summary, k, d, m, "{:.0f}")])
+        cells = [c for d, m in cols for c in _sweep_cells(summary, k, d, m, "{:.0f}")]
+        if k and all(c == "–" for c in cells):  # a k the sweep did not measure (--ks grid)
+            continue
+        t.add_row(str(k), *cells)
     base, cram = summary.get("base"), summary.get("cram")
     if base and cram:
         t.caption = (
@@ -247,12 +257,14 @@ def sweep_markdown(
 ) -> str:
     """Markdown table of the sweep at the given k: per direction and mask, acc [95% Wilson], TF, vs cram."""
     masks = list(masks or masks_in(summary))
-    cols = [(d, m) for d in SWEEP_DIRECTIONS for m in masks]
+    cols = _measured_columns(summary, masks)
     header = ["k", *[h for d, m in cols for h in _sweep_header(d, m, masks)]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for k in ks:
-        cells = [str(k), *[c for d, m in cols for c in _sweep_cells(summary, k, d, m, "{:.1f}")]]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [c for d, m in cols for c in _sweep_cells(summary, k, d, m, "{:.1f}")]
+        if k and all(c == "–" for c in cells):  # a k the sweep did not measure
+            continue
+        lines.append("| " + " | ".join([str(k), *cells]) + " |")
     lines += ["", SWEEP_NOTE + "."]
     lines += [f"{m} mask: {MASK_MEANING.get(m, m)}." for m in masks if not _text_only(masks)]
     return "\n".join(lines)
