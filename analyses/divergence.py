@@ -208,15 +208,19 @@ def paths_compared(
 
 
 def warm_start(run, sample_id: int) -> tuple[int, torch.Tensor, int] | None:
-    """A later stage to measure in: ``(stage length L, the embedding that passed L - 1, its LR position)``, with
-    ``L`` half way to the sample's horizon (None when the sample passed fewer than two stages)."""
-    passed = [r for r in run.trajectory(sample_id) if r.get("converged")]
-    if len(passed) < 2:
+    """A later stage to measure in: ``(stage length L, the embedding that passed L - 1, its LR position)``. ``L`` is
+    the passed stage after the first two that took the most steps, so the warm start has work to do (a stage whose
+    token the previous embedding already predicts passes at step 0). None when no such stage exists."""
+    traj = [r for r in run.trajectory(sample_id) if r.get("converged")]
+    by_len = {int(r["stage_seq_len"]): r for r in traj}
+    later = [r for r in traj if int(r["stage_seq_len"]) > 2 and int(r["stage_seq_len"]) - 1 in by_len]
+    if not later:
         return None
-    prev = passed[len(passed) // 2 - 1]
+    hard = max(later, key=lambda r: int(r.get("marginal_steps") or 0))
+    prev = by_len[int(hard["stage_seq_len"]) - 1]
     emb = prev["embedding"]
     emb = emb if isinstance(emb, torch.Tensor) else torch.tensor(emb, dtype=torch.float32)
-    return int(prev["stage_seq_len"]) + 1, emb.reshape(-1, int(prev["hidden_size"])), int(prev["steps_taken"])
+    return int(hard["stage_seq_len"]), emb.reshape(-1, int(prev["hidden_size"])), int(prev["steps_taken"])
 
 
 def measure(model, prepared, recipe: Recipe, spec: DivergenceSpec, warm_run=None, layout=None) -> dict:
