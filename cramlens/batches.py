@@ -92,6 +92,7 @@ def stage_row(rec: StageRecord, p: Prepared, settings: dict, final: bool) -> Sta
         kind=settings["kind"],
         tf_exact_prefix=rec.tf_exact_prefix,
         seed=int(settings.get("seed", 0)) if p.seed is None else p.seed,
+        judge_calls=rec.judge_calls if recipe.get("search_dtype", "model") != "model" else None,
     )
 
 

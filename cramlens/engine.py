@@ -9,6 +9,9 @@ a slow sample never holds back the others. Every iteration:
    recorded embedding is exactly the one measured; a sample out of stage or sample budget fails its stage;
 3. the others take one AdamW step on the sum of their per-sample losses.
 
+``Recipe.search_dtype="bfloat16"`` runs step 1 in bf16 and lets an fp32 judge (:mod:`cramlens.judge`) end stages in
+step 2: a row passes only if fp32 agrees (else it steps on, in fp32), and its recorded numbers are the judge's.
+
 Stage schedules: ``linear`` (``L = min_len, min_len + step, ...``, stop at the first failure; the paper's) and
 ``geometric`` (double ``L`` until a stage fails, then bisect between the last pass and the first failure,
 restoring the last passing embedding, Adam moments and LR position before each probe).
@@ -23,8 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from transformer_lens import HookedTransformer
 
-from .forward import LN2, Scores, exact_prefix, logits_from_residual, residual_at_targets, score
+from .forward import LN2, Scores, logits_from_residual, residual_at_targets, score
 from .hooks import EMPTY, HookSet, capture
+from .judge import Measured, Verdict, check_model, judge, search_forward
 from .layout import Batch, Layout, build_batch
 from .optim import BatchedAdamW, Schedule
 from .params import Memory
@@ -53,27 +57,7 @@ class StageRecord:
     coefficients: torch.Tensor | None
     reason: str = ""
     tf_exact_prefix: int = 0  # targets before the first wrong argmax (stage_seq_len when all are right)
-
-
-class _Measured:
-    """One forward's per-row numbers. The reductions only a finished stage records (bits, minimum margin, exact
-    prefix) are made on the first stage end of the iteration, not on every step."""
-
-    def __init__(self, batch: Batch, scores: Scores) -> None:
-        self.batch, self.scores = batch, scores
-        self.accuracy = scores.accuracy.detach().cpu()
-        self.loss = scores.loss.detach().cpu()
-        self._ends: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-
-    def stage_end(self, r: int) -> tuple[float, float, int]:
-        """``(h_comp bits, minimum target margin, teacher-forced exact prefix)`` of batch row ``r``."""
-        if self._ends is None:
-            b, sc = self.batch, self.scores
-            margin = torch.full((b.batch_size,), float("inf"))
-            margin = margin.scatter_reduce(0, b.t_row.cpu(), sc.margin.float().cpu(), "amin")
-            self._ends = (sc.ce_bits_from1.cpu(), margin, exact_prefix(b, sc.correct))
-        bits, margin, prefix = self._ends
-        return float(bits[r]), float(margin[r]), int(prefix[r])
+    judge_calls: int = 0  # fp32 judge forwards of this sample in this stage (bf16 search; 0 otherwise)
 
 
 @dataclass
@@ -87,13 +71,14 @@ class LoopState:
     status: torch.Tensor
     lo: torch.Tensor  # last passing length (0: none)
     hi: torch.Tensor  # first failing length (0: none yet)
+    judged: torch.Tensor  # fp32 judge forwards in the current stage (bf16 search)
     iteration: int = 0
     snapshots: dict[str, torch.Tensor] = field(default_factory=dict)  # geometric warm-restore copies
 
     @classmethod
     def fresh(cls, B: int, min_len: Sequence[int]) -> LoopState:
         z = lambda: torch.zeros(B, dtype=torch.long)  # noqa: E731
-        return cls(torch.tensor(list(min_len), dtype=torch.long), z(), z(), z(), z(), z(), z())
+        return cls(torch.tensor(list(min_len), dtype=torch.long), z(), z(), z(), z(), z(), z(), z())
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {
@@ -104,6 +89,7 @@ class LoopState:
             "status": self.status,
             "lo": self.lo,
             "hi": self.hi,
+            "judged": self.judged,
             "iteration": torch.tensor(self.iteration),
         }
         out.update({f"snap.{k}": v for k, v in self.snapshots.items()})
@@ -112,6 +98,7 @@ class LoopState:
     def load(self, t: dict[str, torch.Tensor]) -> None:
         for k in ("length", "stage_index", "stage_steps", "spent", "status", "lo", "hi"):
             getattr(self, k).copy_(t[k])
+        self.judged.copy_(t.get("judged", torch.zeros_like(self.judged)))  # absent in older checkpoints
         self.iteration = int(t["iteration"])
         self.snapshots = {k[5:]: v.clone() for k, v in t.items() if k.startswith("snap.")}
 
@@ -133,6 +120,7 @@ class CramLoop:
     clean_hidden: list[dict[int, torch.Tensor]] | None = None  # hybrid loss: per sample, layer -> [N, d]
 
     def __post_init__(self):
+        check_model(self.model, self.recipe)
         B = len(self.sequences)
         self.max_lens = torch.tensor(
             [len(s) for s in self.sequences] if self.max_len is None else list(self.max_len), dtype=torch.long
@@ -205,23 +193,24 @@ class CramLoop:
             if on_iteration is not None:
                 on_iteration(self, info)
 
-    def _forward(self, rows: list[int]) -> tuple[Batch, torch.Tensor, torch.Tensor]:
-        """Loss [R] (graph attached) and Scores for the given batch rows at their current lengths."""
+    def _forward(self, rows: list[int], model: HookedTransformer) -> tuple[Batch, Scores, torch.Tensor]:
+        """Scores and loss [R] (graph attached) of the given batch rows at their current lengths, on ``model``
+        (``self.model`` or its bf16 search form)."""
         lengths = [int(self.state.length[j]) for j in rows]
-        batch = build_batch(self.model, [self.sequences[j] for j in rows], lengths, self.layout)
+        batch = build_batch(model, [self.sequences[j] for j in rows], lengths, self.layout)
         mem_all = self.memory.materialize()
         mem = mem_all[rows] if len(rows) != mem_all.shape[0] else mem_all
         store: dict[str, torch.Tensor] = {}
         hooks = self.hooks
         align = self.recipe.hybrid_alpha > 0 and self.clean_hidden is not None
-        layers = list(range(max(0, min(self.recipe.align_layers - 1, self.model.cfg.n_layers))))
+        layers = list(range(max(0, min(self.recipe.align_layers - 1, model.cfg.n_layers))))
         if align:
             hooks = hooks + capture(
                 [f"blocks.{layer}.hook_resid_post" for layer in layers], store, detach=False
             )
-        resid = residual_at_targets(self.model, mem, batch, hooks)
+        resid = residual_at_targets(model, mem, batch, hooks)
         scores = score(
-            logits_from_residual(self.model, resid),
+            logits_from_residual(model, resid),
             batch,
             self.recipe.leading_weight,
             self.recipe.leading_count,
@@ -249,32 +238,40 @@ class CramLoop:
     def iterate(self, on_stage: Callable[[StageRecord], None] | None = None) -> dict:
         st, rc = self.state, self.recipe
         rows = [j for j in range(len(self.sequences)) if int(st.status[j]) == ACTIVE]
-        batch, scores, loss = self._forward(rows)
-        m = _Measured(batch, scores)
-        acc, losses = m.accuracy, m.loss
+        fwd = search_forward(self, rows)
+        loss, acc, losses = fwd.loss, fwd.accuracy, fwd.ce
         finite = torch.isfinite(loss.detach()).cpu()
-        B = len(self.sequences)
-        stepping = torch.zeros(B, dtype=torch.bool)
+        stepping = torch.zeros(len(self.sequences), dtype=torch.bool)
         emb = None
+        # rows whose stage ends unless the judge says otherwise (NaN rows included): (row, sample, passed, budget out)
+        ending: list[tuple[int, int, bool, bool]] = []
         for r, j in enumerate(rows):
-            if not bool(finite[r]):
-                st.status[j] = FAILED_NAN
-                emb = self.memory.materialize().detach() if emb is None else emb
-                self._emit(on_stage, j, r, m, False, emb, "nan_loss")
-                continue
-            passed = bool(acc[r] >= rc.threshold)
+            passed = bool(finite[r]) and bool(acc[r] >= rc.threshold)
             out_of_budget = (
                 int(st.stage_steps[j]) >= rc.steps_per_stage or int(st.spent[j]) >= rc.steps_per_sample
             )
-            if passed or out_of_budget:
-                emb = self.memory.materialize().detach() if emb is None else emb
-                # a stage cut short by the per-sample budget is not a stage the method failed
-                cut = not passed and int(st.stage_steps[j]) < rc.steps_per_stage
-                why = "sample_budget" if cut else ""
-                self._emit(on_stage, j, r, m, passed, emb, why)
-                self._advance(j, passed)
+            if passed or out_of_budget or not bool(finite[r]):
+                ending.append((r, j, passed, out_of_budget))
             else:
                 stepping[j] = True
+        verdict = self._judge([j for r, j, _, _ in ending if bool(finite[r])])
+        for r, j, passed, out_of_budget in ending:
+            emb = self.memory.materialize().detach() if emb is None else emb
+            measured, row = fwd.where[r]
+            if not bool(finite[r]):
+                st.status[j] = FAILED_NAN
+                self._emit(on_stage, j, row, measured, False, emb, "nan_loss")
+                continue
+            if verdict is not None:  # the fp32 judge decides, and its numbers are the ones recorded
+                row = verdict.samples.index(j)
+                measured, passed = verdict.measured, verdict.passed[row]
+            if not (passed or out_of_budget):
+                stepping[j] = True
+                continue
+            # a stage cut short by the per-sample budget is not a stage the method failed
+            cut = not passed and int(st.stage_steps[j]) < rc.steps_per_stage
+            self._emit(on_stage, j, row, measured, passed, emb, "sample_budget" if cut else "")
+            self._advance(j, passed)
         if bool(stepping.any()):
             sel = torch.tensor([bool(stepping[j]) for j in rows])
             loss[sel].sum().backward()
@@ -291,9 +288,17 @@ class CramLoop:
             "rows": rows,
             "accuracy": {j: float(acc[r]) for r, j in enumerate(rows)},
             "loss": {j: float(losses[r]) for r, j in enumerate(rows)},
+            "judge": None if verdict is None else verdict.info({j for _, j, ok, _ in ending if ok}),
         }
 
-    def _emit(self, on_stage, j: int, r: int, m: _Measured, passed: bool, emb, reason: str) -> None:
+    def _judge(self, samples: list[int]) -> Verdict | None:
+        """The fp32 judge's verdict on ``samples`` (bf16 search only; ``None``: the search forward decides)."""
+        if self.recipe.search_dtype == "model" or not samples:
+            return None
+        self.state.judged[samples] += 1
+        return judge(self, samples)
+
+    def _emit(self, on_stage, j: int, r: int, m: Measured, passed: bool, emb, reason: str) -> None:
         """Record the end of sample ``j``'s stage (batch row ``r`` of the forward ``m``)."""
         st = self.state
         bits, margin, prefix = m.stage_end(r)
@@ -317,6 +322,7 @@ class CramLoop:
             ),
             reason=reason or ("" if passed else "stage_failed"),
             tf_exact_prefix=prefix,
+            judge_calls=int(st.judged[j]),
         )
         if on_stage is not None:
             on_stage(rec)
@@ -327,6 +333,7 @@ class CramLoop:
         L, top = int(st.length[j]), int(self.max_lens[j])
         st.stage_index[j] += 1
         st.stage_steps[j] = 0
+        st.judged[j] = 0
         if self.schedule_kind == "linear":
             if not passed or L >= top:
                 st.status[j] = DONE

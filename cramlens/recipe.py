@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import CramlensError, check
 
+# how the optimisation forward/backward runs (cramlens.judge): in the model's own precision, or bf16 with an fp32 judge
+SEARCH_DTYPES = ("model", "bfloat16")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -76,6 +79,15 @@ class Recipe:
         default=1.0, metadata={"help": "CE weight of the first --leading-count targets"}
     )
     leading_count: int = field(default=0, metadata={"help": "how many leading targets get --leading-weight"})
+    search_dtype: str = field(
+        default="model",
+        metadata={
+            "help": "model: optimise in the model's own dtype; bfloat16: optimisation forward/backward in bf16 "
+            "with fp32 memory and Adam state, and a stage passes only when an fp32 forward agrees (teacher-forced, "
+            "and generated exactly when --threshold is 1); needs a float32 model",
+            "choices": list(SEARCH_DTYPES),
+        },
+    )
 
     def __post_init__(self):
         check(self.lr > 0, f"lr={self.lr}; the learning rate must be positive")
@@ -88,10 +100,16 @@ class Recipe:
         check(self.steps_per_stage >= 1 and self.steps_per_sample >= 1, "step budgets must be >= 1")
         check(0 < self.threshold <= 1.0, f"threshold={self.threshold}; use a value in (0, 1]")
         check(all(0 <= b < 1 for b in self.betas), "betas must be in [0, 1)")
+        check(
+            self.search_dtype in SEARCH_DTYPES,
+            f"search_dtype={self.search_dtype!r}; use one of {', '.join(SEARCH_DTYPES)}",
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        if d["search_dtype"] == "model":  # written only when set: older runs' configs stay equal and resume
+            del d["search_dtype"]
         return d
 
     def with_(self, **changes) -> Recipe:

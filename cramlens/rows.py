@@ -61,6 +61,7 @@ class StageRow:
     kind: str
     tf_exact_prefix: int | None = None  # targets right before the first wrong argmax (None: older rows)
     seed: int | None = None  # memory-init seed of the sample (None: older rows, the run's ``seed``)
+    judge_calls: int | None = None  # fp32 judge forwards of the stage (bf16 search; None: no judge)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -319,3 +319,47 @@ def test_bf16_weights_model_is_not_upcast():
     assert b.dtype == a.dtype == torch.bfloat16
     assert float((a.float() - b.float()).abs().max()) < 0.05 * float(a.float().abs().max())
     assert opt.blocks[0].attn._cramlens_qkv.dtypes == [torch.bfloat16]
+
+
+def test_using_switches_precision_for_a_block_and_keeps_both_weight_caches():
+    ref, opt = pair("llama_gqa")
+    toks = tokens(B=1, vocab=ref.cfg.d_vocab)
+    fp32 = opt(toks)
+    with fast.using(opt, "bf16") as m:
+        assert m is opt and fast.precision(opt) == "bf16"
+        low = opt(toks)
+    assert fast.precision(opt) == "fp32"
+    assert not torch.equal(low, fp32) and float((low - fp32).abs().max()) < 0.05 * float(fp32.abs().max())
+    assert opt.blocks[0].attn._cramlens_qkv.dtypes == [torch.float32, torch.bfloat16]  # one entry per dtype
+    assert torch.equal(opt(toks), fp32)  # back at fp32 from the cached fp32 layout
+    with pytest.raises(ValueError, match="fast.optimize"):
+        with fast.using(ref, "bf16"):
+            pass
+
+
+def test_shared_copy_shares_weights_and_leaves_the_model_alone():
+    ref, _ = pair("llama_gqa")
+    toks = tokens(B=1, vocab=ref.cfg.d_vocab)
+    want = ref(toks)
+    twin = fast.shared_copy(ref, "bf16")
+    assert fast.shared_copy(ref, "bf16") is twin  # built once per model
+    assert not fast.is_optimized(ref) and fast.precision(twin) == "bf16"
+    own = dict(ref.named_parameters())
+    assert all(p is own[n] for n, p in twin.named_parameters())
+    assert torch.equal(ref(toks), want)  # TL's own forward, untouched
+    close = lambda a, b: float((a - b).abs().max()) < 0.05 * float(b.abs().max())  # noqa: E731
+    assert close(twin(toks), want)
+    with torch.no_grad():
+        ref.blocks[0].mlp.W_in.mul_(3.0)  # an edit of the model reaches the copy (its caches rebuild)
+    assert close(twin(toks), ref(toks)) and not close(twin(toks), want)
+
+
+def test_bf16_unembedding_backward_at_32_rows_of_a_49152_vocabulary():
+    """SmolLM2's shape at which the old layout's oneDNN bf16 kernel died with SIGFPE (a batch with 32 targets)."""
+    from cramlens.fast.layers import _LinearLowPrecisionBackward
+
+    W_U = torch.randn(576, 49152, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 32, 576, requires_grad=True)
+    _LinearLowPrecisionBackward.apply(x, W_U.t(), None, W_U.t().contiguous().bfloat16()).sum().backward()
+    want = W_U.sum(1).expand(1, 32, 576)
+    assert float((x.grad - want).abs().max()) < 0.01 * float(want.abs().max())

@@ -47,13 +47,23 @@ Global ``nn.Module`` hooks disable the fast path everywhere. Numerics: fused GEM
 different order than TL's kernels, so fp32 logits agree with the unoptimised model to ~1e-5, not bit for bit.
 ``stats(model)`` counts attention calls per path.
 
+**Switching precision.** ``using(model, "bf16")`` runs an optimised model at another precision for a ``with``
+block; the weight caches keep one entry per dtype, so switching back and forth rebuilds nothing (the bf16 search
+of :mod:`cramlens.judge` alternates bf16 optimisation forwards with fp32 judge forwards this way).
+``shared_copy(model, precision)`` is an optimised copy of an *unoptimised* model that shares its parameters and
+buffers (so its caches are the only new memory), built once per model.
+
 Modules: ``state`` (settings, weight caches, the hook tests), ``attention`` (fused attention), ``layers`` (MLP,
 block, unembedding, norms); this file installs and removes them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import types
+import weakref
+from collections.abc import Iterator
 
 from torch import nn
 from transformer_lens import HookedTransformer
@@ -70,7 +80,17 @@ from transformer_lens.components import (
 from . import attention, layers
 from .state import PRECISIONS, FastState, WeightCache
 
-__all__ = ["PRECISIONS", "FastState", "is_optimized", "optimize", "precision", "restore", "stats"]
+__all__ = [
+    "PRECISIONS",
+    "FastState",
+    "is_optimized",
+    "optimize",
+    "precision",
+    "restore",
+    "shared_copy",
+    "stats",
+    "using",
+]
 
 
 def _install(module: nn.Module, forward, into: FastState, **attrs: object) -> None:
@@ -145,3 +165,41 @@ def stats(model: HookedTransformer) -> dict[str, int]:
     """Counts of attention calls that took the fused path vs TL's path (for tests and diagnostics)."""
     state = getattr(model, "_cramlens_fast", None)
     return dict(state.stats) if state is not None else {}
+
+
+@contextlib.contextmanager
+def using(model: HookedTransformer, precision: str) -> Iterator[HookedTransformer]:
+    """An optimised ``model`` computing at ``precision`` inside the ``with`` block (restored on exit)."""
+    state = getattr(model, "_cramlens_fast", None)
+    if state is None:
+        raise ValueError("fast.using needs a model prepared by fast.optimize")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    old, state.precision = state.precision, precision
+    try:
+        yield model
+    finally:
+        state.precision = old
+
+
+_SHARED_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_copy(model: HookedTransformer, precision: str) -> HookedTransformer:
+    """An optimised copy of ``model`` on the *same* parameter, buffer and tokenizer objects, at ``precision``.
+
+    For an unoptimised model that must stay as it is (TransformerLens's own forward) while another forward of the
+    same weights runs on the fast path. Built once per model (and per precision); an in-place edit of a shared
+    weight reaches the copy, whose caches rebuild on the next forward.
+    """
+    copies = _SHARED_COPIES.setdefault(model, {})
+    if precision not in copies:
+        memo: dict[int, object] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+        tok = getattr(model, "tokenizer", None)
+        if tok is not None:
+            memo[id(tok)] = tok
+        out = copy.deepcopy(model, memo)
+        if is_optimized(out):  # the source was optimised after all: start from TL's forwards
+            restore(out)
+        copies[precision] = optimize(out, precision)
+    return copies[precision]
