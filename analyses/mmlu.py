@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -263,3 +264,59 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
                 for key in ("correct", "correct_ref")
             }
     return out
+
+
+# ------------------------------------------------------------------------------------------- a resumable run
+@dataclass(frozen=True)
+class ModesPlan:
+    """Which modes an MMLU run evaluates, and the cram budgets of the modes that cram."""
+
+    modes: Sequence[str] = ("baseline", "random", "few_shot", "full_prefix")  # cheap modes first
+    steps: int = 100  # few_shot cram budget per subject
+    full_steps: int | None = None  # full_prefix budget per item (warm-started from the few-shot embedding)
+    full_prefix_items: int = 0  # full_prefix on the first N items of each subject (0: every item)
+    layout: cl.Layout = field(default_factory=cl.Layout)
+
+
+def evaluate_modes(
+    model: HookedTransformer,
+    items: Sequence[Item],
+    pool: dict[str, Sequence[Item]],
+    plan: ModesPlan,
+    out: str | os.PathLike,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Every (mode, item) of ``plan`` not yet in ``out/results.jsonl``, appended as it is scored (a rerun continues
+    where a killed one stopped); returns the file's rows of these items and modes. ``pool``: each subject's dev
+    items (its first 5 are the shots)."""
+    from .downstream import append_results, read_results
+
+    out = Path(out)
+    path = out / "results.jsonl"
+    have = {(r["mode"], r["id"]) for r in read_results(path)}
+    by_subject: dict[str, list[str]] = {}
+    for it in items:
+        by_subject.setdefault(it.subject, []).append(it.id)
+    full = {i for ids in by_subject.values() for i in ids[: plan.full_prefix_items or None]}
+    for mode in plan.modes:
+        for n, it in enumerate(items):
+            if (mode, it.id) in have or (mode == "full_prefix" and it.id not in full):
+                continue
+            row = evaluate_item(
+                model,
+                mode,
+                it,
+                pool[it.subject][:5],
+                out / "crams",
+                plan.steps,
+                layout=plan.layout,
+                full_steps=plan.full_steps,
+            )
+            append_results(path, [row])
+            if log is not None:
+                log(
+                    f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
+                    f"(gold {row['answer']})"
+                )
+    wanted = {it.id for it in items}
+    return [r for r in read_results(path) if r["id"] in wanted and r["mode"] in plan.modes]

@@ -169,15 +169,14 @@ def choice_table(task: str, s: dict) -> Table:
 def mmlu_task(model, a, console) -> dict:
     import cramlens as cl
     from analyses import mmlu
-    from analyses.downstream import append_results, read_results, write_summary
+    from analyses.downstream import write_summary
     from analyses.tasks import few_shot_pool, load_items
     from cramlens.distributed import rank_and_world
 
     if rank_and_world()[1] > 1:
         raise cl.CramlensError("--task mmlu runs in one process; launch it without torchrun")
 
-    order = ("baseline", "random", "few_shot", "full_prefix")  # cheap modes first
-    modes = list(order) if a.mode == "all" else a.mode.split(",")
+    modes = list(mmlu.ModesPlan.modes) if a.mode == "all" else a.mode.split(",")  # all: cheap modes first
     bad = set(modes) - set(mmlu.MODES)
     if bad:
         raise cl.CramlensError(
@@ -194,33 +193,14 @@ def mmlu_task(model, a, console) -> dict:
                 raise cl.CramlensError(f"unknown MMLU subject {subj!r}; e.g. {', '.join(sorted(pool)[:4])}")
             items += load_items("mmlu", a.data, limit=a.per_subject, subjects=[subj])
     out = Path(a.out) / "mmlu"
-    path = out / "results.jsonl"
-    have = {(r["mode"], r["id"]) for r in read_results(path)}
-    first = {
-        it.id
-        for s in a.subjects
-        for it in [x for x in items if x.subject == s][: a.full_prefix_items or None]
-    }
-    for mode in modes:
-        for n, it in enumerate(items):
-            if (mode, it.id) in have or (mode == "full_prefix" and it.id not in first):
-                continue
-            row = mmlu.evaluate_item(
-                model,
-                mode,
-                it,
-                pool[it.subject][:5],
-                out / "crams",
-                a.mmlu_steps,
-                layout=cl.Layout(score_from=a.score_from),
-                full_steps=a.full_prefix_steps,
-            )
-            append_results(path, [row])
-            console.log(
-                f"mmlu {mode} {n + 1}/{len(items)} {it.id}: {row['generated']!r} -> {row['pred']} "
-                f"(gold {row['answer']})"
-            )
-    rows = [r for r in read_results(path) if r["id"] in {it.id for it in items} and r["mode"] in modes]
+    plan = mmlu.ModesPlan(
+        modes,
+        a.mmlu_steps,
+        a.full_prefix_steps,
+        a.full_prefix_items,
+        cl.Layout(score_from=a.score_from),
+    )
+    rows = mmlu.evaluate_modes(model, items, pool, plan, out, console.log)
     summary = {
         "n_items": len(items),
         "subjects": a.subjects,

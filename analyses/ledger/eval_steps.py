@@ -84,35 +84,19 @@ def mmlu_items(ctx: StepContext) -> tuple[list, dict]:
 
 def mmlu(ctx: StepContext) -> dict:
     from analyses import mmlu as mm
-    from analyses.downstream import append_results, read_results
 
     m = ctx.protocol.mmlu
     items, pool = mmlu_items(ctx)
-    out = ctx.step_dir("mmlu")
-    path = out / "results.jsonl"
-    have = {(r["mode"], r["id"]) for r in read_results(path)}
-    per_subject: dict[str, list] = {}
-    for it in items:
-        per_subject.setdefault(it.subject, []).append(it.id)
-    full = {i for ids in per_subject.values() for i in ids[: m.full_prefix_items or None]}
-    for mode in ("baseline", "random", "few_shot", "full_prefix"):  # cheap modes first
-        for it in items:
-            if (mode, it.id) in have or (mode == "full_prefix" and it.id not in full):
-                continue
-            row = mm.evaluate_item(
-                ctx.model, mode, it, pool[it.subject][:5], out / "crams", m.steps, layout=Layout(),
-                full_steps=m.full_prefix_steps,
-            )  # fmt: skip
-            append_results(path, [row])
-            ctx.log(f"mmlu {mode} {it.id}: {row['generated']!r} -> {row['pred']} (gold {row['answer']})")
-    wanted = {it.id for it in items}
+    plan = mm.ModesPlan(
+        steps=m.steps, full_steps=m.full_prefix_steps, full_prefix_items=m.full_prefix_items, layout=Layout()
+    )
+    rows = mm.evaluate_modes(ctx.model, items, pool, plan, ctx.step_dir("mmlu"), ctx.log)
     return {
         "rows": [
             {"id": r["id"], "mode": r["mode"], "correct": bool(r["correct"]), "valid": bool(r["valid"])}
-            for r in read_results(path)
-            if r["id"] in wanted
+            for r in rows
         ],
-        "subjects": sorted(per_subject),
+        "subjects": sorted({it.subject for it in items}),
     }
 
 
