@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from transformer_lens import HookedTransformer
 
-from .forward import LN2, Scores, logits_from_residual, residual_at_targets, score
+from .forward import LN2, Measured, Scores, logits_from_residual, residual_at_targets, score
 from .hooks import EMPTY, HookSet, capture
-from .judge import Measured, Verdict, check_model, judge, search_forward
+from .judge import Verdict, check_model, judge, search_forward
 from .layout import Batch, Layout, build_batch
 from .optim import BatchedAdamW, Schedule
 from .params import Memory

@@ -104,3 +104,24 @@ def exact_prefix(batch: Batch, correct: torch.Tensor) -> torch.Tensor:
     wrong_at = torch.where(correct.cpu(), lengths.max() + 1, batch.t_index.cpu())
     first = lengths.clone().scatter_reduce(0, batch.t_row.cpu(), wrong_at, "amin")
     return torch.minimum(first, lengths)
+
+
+class Measured:
+    """One forward's per-row numbers. The reductions only a finished stage records (bits, minimum margin, exact
+    prefix) are made on the first stage end of the iteration, not on every step."""
+
+    def __init__(self, batch: Batch, scores: Scores) -> None:
+        self.batch, self.scores = batch, scores
+        self.accuracy = scores.accuracy.detach().cpu()
+        self.loss = scores.loss.detach().cpu()
+        self._ends: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def stage_end(self, r: int) -> tuple[float, float, int]:
+        """``(h_comp bits, minimum target margin, teacher-forced exact prefix)`` of batch row ``r``."""
+        if self._ends is None:
+            b, sc = self.batch, self.scores
+            margin = torch.full((b.batch_size,), float("inf"))
+            margin = margin.scatter_reduce(0, b.t_row.cpu(), sc.margin.float().cpu(), "amin")
+            self._ends = (sc.ce_bits_from1.cpu(), margin, exact_prefix(b, sc.correct))
+        bits, margin, prefix = self._ends
+        return float(bits[r]), float(margin[r]), int(prefix[r])

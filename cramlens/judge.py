@@ -27,9 +27,9 @@ from transformer_lens import HookedTransformer
 
 from . import fast
 from .errors import check
-from .forward import Scores, exact_prefix, score, target_logits
+from .forward import Measured, score, target_logits
 from .generation import regenerate_many
-from .layout import Batch, build_batch
+from .layout import build_batch
 from .recipe import Recipe
 
 if TYPE_CHECKING:
@@ -41,27 +41,6 @@ if TYPE_CHECKING:
 # most ~3e-4. Generation (~0.13 s per token there: TL's KV-cache attention) is run only for rows whose minimum
 # teacher-forced margin is below this bound, 30x that; above it the teacher-forced verdict already implies it.
 GENERATION_MARGIN = 0.01
-
-
-class Measured:
-    """One forward's per-row numbers. The reductions only a finished stage records (bits, minimum margin, exact
-    prefix) are made on the first stage end of the iteration, not on every step."""
-
-    def __init__(self, batch: Batch, scores: Scores) -> None:
-        self.batch, self.scores = batch, scores
-        self.accuracy = scores.accuracy.detach().cpu()
-        self.loss = scores.loss.detach().cpu()
-        self._ends: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-
-    def stage_end(self, r: int) -> tuple[float, float, int]:
-        """``(h_comp bits, minimum target margin, teacher-forced exact prefix)`` of batch row ``r``."""
-        if self._ends is None:
-            b, sc = self.batch, self.scores
-            margin = torch.full((b.batch_size,), float("inf"))
-            margin = margin.scatter_reduce(0, b.t_row.cpu(), sc.margin.float().cpu(), "amin")
-            self._ends = (sc.ce_bits_from1.cpu(), margin, exact_prefix(b, sc.correct))
-        bits, margin, prefix = self._ends
-        return float(bits[r]), float(margin[r]), int(prefix[r])
 
 
 def check_model(model: HookedTransformer, recipe: Recipe) -> None:
@@ -181,6 +160,11 @@ def search_forward(loop: CramLoop, rows: list[int]) -> SearchForward:
             with precision as model:
                 batch, scores, loss = loop._forward(group, model)
             parts.append((group, Measured(batch, scores), loss))
+    if (
+        len(parts) == 1
+    ):  # one forward (always with search_dtype="model"): its rows are ``rows``, nothing to join
+        group, m, loss = parts[0]
+        return SearchForward(rows, loss, m.accuracy, m.loss, [(m, r) for r in range(len(group))])
     order = [j for group, _, _ in parts for j in group]
     where = [(m, r) for _, m, _ in parts for r in range(len(m.accuracy))]
     loss = torch.cat([loss for _, _, loss in parts])

@@ -108,11 +108,6 @@ class CramSpec:
         )
         check(self.init_perturbation >= 0, f"init_perturbation={self.init_perturbation}; use a size >= 0")
 
-    @property
-    def init_seeds(self) -> tuple[int, ...]:
-        """The memory-init seeds each text is crammed under: ``seeds``, or ``(seed,)``."""
-        return self.seeds or (self.seed,)
-
     def with_(self, **overrides) -> CramSpec:
         """A copy with spec fields and recipe fields replaced (``recipe`` as a preset name or a Recipe).
 
