@@ -89,9 +89,17 @@ def progressive_result(tokens_by_text: dict[str, list[int]]) -> dict:
     for t, values in tokens_by_text.items():
         for seed, v in enumerate(values):
             rows.append(
-                {"text_id": t, "seed": seed, "horizon": v - 1, "compressed_tokens": v, "ig_bits": 7.0 * v,
-                 "ig_final_bits": 7.0 * v + 3, "greedy_exact": True, "lower_bound": False}
-            )  # fmt: skip
+                {
+                    "text_id": t,
+                    "seed": seed,
+                    "horizon": v - 1,
+                    "compressed_tokens": v,
+                    "ig_bits": 7.0 * v,
+                    "ig_final_bits": 7.0 * v + 3,
+                    "greedy_exact": True,
+                    "lower_bound": False,
+                }
+            )
     return {"samples": rows, "seq_len": 64}
 
 
@@ -110,10 +118,15 @@ def test_horizon_row_is_per_text_and_judged_against_the_papers_interval():
 
 def test_choice_effect_is_paired_over_reconstructed_items():
     items = [
-        {"id": str(i), "converged": i < 40, "base": {"context_ending": i % 2 == 0},
-         "cram": {"context_ending": i % 4 == 0}, "random": {"context_ending": True}}
+        {
+            "id": str(i),
+            "converged": i < 40,
+            "base": {"context_ending": i % 2 == 0},
+            "cram": {"context_ending": i % 4 == 0},
+            "random": {"context_ending": True},
+        }
         for i in range(50)
-    ]  # fmt: skip
+    ]
     res = {"hellaswag": {"items": items}}
     o = ee.choice_effect("hellaswag", "base")(res)
     assert o.ci.n == 40 and o.ci.mean == pytest.approx(-25.0)  # 20 right → 10 right of 40
@@ -123,10 +136,13 @@ def test_choice_effect_is_paired_over_reconstructed_items():
 
 def test_knockout_effect_reads_the_condition_of_each_mask():
     items = {
-        str(i): {"cram": {"tf": 1.0, "correct": True}, "forward:2": {"tf": 0.5, "correct": True},
-                 "forward:2@reference": {"tf": 0.25, "correct": False}}
+        str(i): {
+            "cram": {"tf": 1.0, "correct": True},
+            "forward:2": {"tf": 0.5, "correct": True},
+            "forward:2@reference": {"tf": 0.25, "correct": False},
+        }
         for i in range(5)
-    }  # fmt: skip
+    }
     res = {
         "knockout": {
             "k": 2,
@@ -159,8 +175,13 @@ def test_two_sample_bootstrap_resamples_each_group():
 
 def test_sink_correlation_of_mean_profiles():
     prof = [[10.0 * layer + i for layer in range(6)] for i in range(5)]
-    res = {"sinks": {"samples": [f"t{i}" for i in range(5)], "s_max": 8,
-                     "profiles": {"compression": prof, "orig": [[2 * x for x in p] for p in prof]}}}  # fmt: skip
+    res = {
+        "sinks": {
+            "samples": [f"t{i}" for i in range(5)],
+            "s_max": 8,
+            "profiles": {"compression": prof, "orig": [[2 * x for x in p] for p in prof]},
+        }
+    }
     o = ex.sink_correlation(res)
     assert o.ci.mean == pytest.approx(1.0) and o.ci.n == 5
     assert ex.sink_share(res).ci.mean == pytest.approx(np.mean(prof))

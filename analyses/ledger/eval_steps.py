@@ -36,9 +36,14 @@ def choice_task(ctx: StepContext, task: str) -> dict:
     items = choice_items(ctx, task)
     out = ctx.step_dir(task)
     crams = cram_contexts(
-        ctx.model, items, out / "crams", batch_size=size.batch_size, max_steps=size.max_steps,
-        layout=Layout(), log=ctx.log,
-    )  # fmt: skip
+        ctx.model,
+        items,
+        out / "crams",
+        batch_size=size.batch_size,
+        max_steps=size.max_steps,
+        layout=Layout(),
+        log=ctx.log,
+    )
     evaluate_choices(ctx.model, items, crams, out, log=ctx.log)
     wanted = {it.id for it in items}
     rows = [r for r in read_results(out / "results.jsonl") if r["id"] in wanted]

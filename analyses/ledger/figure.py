@@ -36,22 +36,35 @@ def _panel(fig: go.Figure, i: int, rows: list[tuple[str, Row]], legend: set[str]
                 )
             fig.add_trace(
                 go.Scatter(
-                    x=[o["mean"]], y=[model], mode="markers", marker=dict(color=COLOUR[r.verdict], size=9),
-                    name=r.verdict, legendgroup=r.verdict, showlegend=r.verdict not in legend,
-                    hovertext=f"{r.claim} ({model}): {r.verdict}; {r.reason}", **err,
+                    x=[o["mean"]],
+                    y=[model],
+                    mode="markers",
+                    marker=dict(color=COLOUR[r.verdict], size=9),
+                    name=r.verdict,
+                    legendgroup=r.verdict,
+                    showlegend=r.verdict not in legend,
+                    hovertext=f"{r.claim} ({model}): {r.verdict}; {r.reason}",
+                    **err,
                 ),
-                i, 1,
-            )  # fmt: skip
+                i,
+                1,
+            )
             legend.add(r.verdict)
         if r.paper and _finite(r.paper.get("value")):
             fig.add_trace(
                 go.Scatter(
-                    x=[r.paper["value"]], y=[model], mode="markers", marker=dict(color="black", symbol="diamond", size=8),
-                    name="paper", legendgroup="paper", showlegend="paper" not in legend,
+                    x=[r.paper["value"]],
+                    y=[model],
+                    mode="markers",
+                    marker=dict(color="black", symbol="diamond", size=8),
+                    name="paper",
+                    legendgroup="paper",
+                    showlegend="paper" not in legend,
                     hovertext=f"paper: {r.paper['model']}, {r.paper['source']}",
                 ),
-                i, 1,
-            )  # fmt: skip
+                i,
+                1,
+            )
             legend.add("paper")
     if first.band:
         fig.add_vrect(

@@ -118,19 +118,69 @@ def work_knockout(p: Protocol, info: ModelInfo) -> Work:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("progressive", "progressive cramming of PG-19 texts × seeds (horizon, IG, greedy check)", cs.progressive, work_progressive),
-    Step("trajectory", "PCA of each trajectory: PC1+PC2, PCA99 and its growth, PCA reconstruction", cs.trajectory, work_analysis, ("progressive",)),
-    Step("surprisal", "surprisal of each new token vs the steps to absorb it", cs.surprisal, lambda p, i: Work(0, 0), ("progressive",)),
-    Step("sinks", "attention to position 0 with the memory, without it, with an ordinary token", cs.sinks, work_analysis, ("progressive",)),
-    Step("brittleness", "full cramming @0.99: teacher forcing vs greedy generation", cs.brittleness, work_brittleness),
-    Step("diversity", "the same texts at several learning rates: solution distance, direction cosine", cs.diversity, work_diversity),
-    Step("capacity", "a second text source with the progressive recipe: tokens vs bits (Kuratov)", cs.capacity, work_capacity, ("progressive",)),
+    Step(
+        "progressive",
+        "progressive cramming of PG-19 texts × seeds (horizon, IG, greedy check)",
+        cs.progressive,
+        work_progressive,
+    ),
+    Step(
+        "trajectory",
+        "PCA of each trajectory: PC1+PC2, PCA99 and its growth, PCA reconstruction",
+        cs.trajectory,
+        work_analysis,
+        ("progressive",),
+    ),
+    Step(
+        "surprisal",
+        "surprisal of each new token vs the steps to absorb it",
+        cs.surprisal,
+        lambda p, i: Work(0, 0),
+        ("progressive",),
+    ),
+    Step(
+        "sinks",
+        "attention to position 0 with the memory, without it, with an ordinary token",
+        cs.sinks,
+        work_analysis,
+        ("progressive",),
+    ),
+    Step(
+        "brittleness",
+        "full cramming @0.99: teacher forcing vs greedy generation",
+        cs.brittleness,
+        work_brittleness,
+    ),
+    Step(
+        "diversity",
+        "the same texts at several learning rates: solution distance, direction cosine",
+        cs.diversity,
+        work_diversity,
+    ),
+    Step(
+        "capacity",
+        "a second text source with the progressive recipe: tokens vs bits (Kuratov)",
+        cs.capacity,
+        work_capacity,
+        ("progressive",),
+    ),
     Step("depth", "two truncated-depth variants, finetuned, then crammed", cs.depth, work_depth),
-    Step("hellaswag", "HellaSwag with crammed contexts, without, with a random vector", es.hellaswag, work_hellaswag),
+    Step(
+        "hellaswag",
+        "HellaSwag with crammed contexts, without, with a random vector",
+        es.hellaswag,
+        work_hellaswag,
+    ),
     Step("arc_easy", "ARC-Easy with crammed questions, without, with a random vector", es.arc_easy, work_arc),
     Step("mmlu", "generative 5-shot MMLU: baseline, random, few_shot, full_prefix", es.mmlu, work_mmlu),
-    Step("knockout", "forward / reverse knockout of the memory, both masks", es.knockout, work_knockout, ("hellaswag",)),
-)  # fmt: skip
+    Step(
+        "knockout",
+        "forward / reverse knockout of the memory, both masks",
+        es.knockout,
+        work_knockout,
+        ("hellaswag",),
+    ),
+)
 BY_NAME = {s.name: s for s in STEPS}
 
 
