@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cramlens.stats import MeanCI, mean_ci
+from cramlens.stats import MeanCI, mean_ci, two_sample_bootstrap_ci
 
 Results = dict[str, dict]  # step name -> its step.json
 
@@ -44,30 +44,6 @@ def texts_ci(rows: Sequence[dict], value: Callable[[dict], float | None]) -> Mea
     if all(len(v) == 1 for v in by_text.values()):
         return mean_ci(v[0] for v in by_text.values())
     return hierarchical_mean_ci(by_text)
-
-
-def two_sample_bootstrap_ci(
-    groups: Sequence[Sequence], statistic: Callable[[list[list]], float], n_boot: int = 2000, seed: int = 0
-) -> MeanCI:
-    """``statistic`` of independent ``groups`` (e.g. two text sources) with a percentile interval from resampling
-    each group's units with replacement, separately (:func:`cramlens.stats.bootstrap_ci` resamples the rows of one
-    group); n = the smallest group."""
-    n = min((len(g) for g in groups), default=0)
-    nan = float("nan")
-    if n == 0:
-        return MeanCI(nan, nan, nan, 0, nan)
-    est = float(statistic([list(g) for g in groups]))
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        picks = [[g[i] for i in rng.integers(0, len(g), len(g))] for g in groups]
-        v = statistic(picks)
-        if math.isfinite(v):
-            boot.append(v)
-    if n < 2 or not boot:
-        return MeanCI(est, nan, nan, n, nan)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return MeanCI(est, float(lo), float(hi), n, float(np.std(boot, ddof=1)))
 
 
 def _lower_bounds(rows: Sequence[dict]) -> str:
