@@ -32,7 +32,7 @@ from cramlens.errors import check
 from cramlens.runs import atomic_write_text
 from cramlens.texts import TextSample
 
-from .scoring import ChoiceScores, paired_flips, predict, score_items, summarize_choice_scores
+from .scoring import ChoiceScores, paired_flips, predict, score_items, summarize_choice_scores, wilson_ci
 from .tasks import Item
 
 
@@ -130,6 +130,19 @@ def _finished_run(path: Path, model: HookedTransformer, text_ids: list[str]) -> 
 def converged(sample: cl.CrammedSample) -> bool:
     """The paper's ``is_fully_converged``: teacher-forced accuracy 1.0 on the whole context."""
     return sample.accuracy_final >= 1.0 and sample.horizon == len(sample.sequence)
+
+
+def missed_only_first(sample: cl.CrammedSample) -> bool:
+    """Not converged, and the one teacher-forced miss is the first scored token: with the paper's scoring that is
+    the memory's own prediction of t0, which a memory at position 0 (the attention sink) can fail while it
+    reconstructs everything after it."""
+    first = 0 if sample.layout.score_from == "memory" else 1
+    scored = len(sample.sequence) - first
+    return (
+        not converged(sample)
+        and sample.horizon == first
+        and round(sample.accuracy_final * scored) == scored - 1
+    )
 
 
 def load_crams(out: str | os.PathLike, model: HookedTransformer | None = None) -> dict[str, cl.CrammedSample]:
@@ -270,6 +283,7 @@ def _rows(chunk: Sequence[Item], base: ChoiceScores, comp: ChoiceScores, crams: 
                 "label": it.label,
                 "n_tokens": base.n_tokens[i],
                 "converged": converged(s),
+                "missed_only_first": missed_only_first(s),
                 "cram_steps": s.steps,
                 "cram_len": len(s.sequence),
                 "greedy_exact": s.greedy_exact,
@@ -289,9 +303,16 @@ def summarize_rows(rows: Sequence[dict]) -> dict:
     labels = [r["label"] for r in rows]
     ntok = [r["n_tokens"] for r in rows]
     conv = [bool(r["converged"]) for r in rows]
+    conv_ci = wilson_ci(sum(conv), len(rows))
     out = {
         "n_items": len(rows),
         "conv_pct": 100.0 * sum(conv) / max(1, len(rows)),
+        "conv_pct_lo": conv_ci.lo,
+        "conv_pct_hi": conv_ci.hi,
+        # rows from before this field count as unknown (None), not as 0
+        "missed_only_first": sum(bool(r["missed_only_first"]) for r in rows)
+        if all("missed_only_first" in r for r in rows)
+        else None,
         "base": summarize_choice_scores(base, labels, ntok),
         "base_converged": summarize_choice_scores(base, labels, ntok, conv),
         "cram": summarize_choice_scores(comp, labels, ntok),

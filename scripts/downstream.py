@@ -123,12 +123,25 @@ def choice_task(model, a, console) -> dict | None:
     return summary
 
 
+def conv_line(s: dict) -> str:
+    """Conv% with its Wilson interval, and how many unconverged contexts missed only their first scored token."""
+    line = f"Conv {s['conv_pct']:.1f}%"
+    if "conv_pct_lo" in s:
+        line += f" [{s['conv_pct_lo']:.1f}, {s['conv_pct_hi']:.1f}]"
+    unconverged = round(s["n_items"] * (1 - s["conv_pct"] / 100.0))
+    if s.get("missed_only_first") is not None and unconverged:
+        line += (
+            f" ({s['missed_only_first']} of the {unconverged} unconverged missed only the first scored token)"
+        )
+    return line
+
+
 def choice_table(task: str, s: dict) -> Table:
     from analyses.scoring import ACC_INTERVAL, acc_cell, flips_cell
 
     paper = PAPER_SMOLLM2_17B[task]
     t = Table(
-        title=f"{task}: likelihood scoring, {s['n_items']} items, Conv {s['conv_pct']:.1f}%; accuracies (%) with "
+        title=f"{task}: likelihood scoring, {s['n_items']} items, {conv_line(s)}; accuracies (%) with "
         f"their {ACC_INTERVAL} interval and n",
         title_justify="left",
     )

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import cramlens as cl
 from analyses import mmlu, tasks
-from analyses.downstream import cram_contexts, load_crams, summarize_rows
+from analyses.downstream import cram_contexts, load_crams, missed_only_first, summarize_rows
 from analyses.scoring import (
     accuracy,
     choice_sequences,
@@ -227,8 +227,43 @@ def test_accuracy_metrics_on_synthetic_numbers():
     ]
     s = summarize_rows(rows)
     assert s["conv_pct"] == pytest.approx(200 / 3)
+    assert s["conv_pct_lo"] < 200 / 3 < s["conv_pct_hi"]  # Wilson, 2 of 3
+    assert s["missed_only_first"] is None  # rows written before the field: unknown, not 0
+    for i, r in enumerate(rows):
+        r["missed_only_first"] = i == 2
+    assert summarize_rows(rows)["missed_only_first"] == 1
     assert s["base"]["context_ending"]["acc"] == pytest.approx(100 / 3)
     assert s["cram_converged"]["context_ending"]["n"] == 2
+
+
+@pytest.mark.parametrize(
+    "score_from, horizon, acc, expected",
+    [
+        ("memory", 0, 3 / 4, True),  # t0 (the memory's own prediction) is the one miss
+        ("memory", 2, 3 / 4, False),  # one miss, but not the first token
+        ("memory", 0, 2 / 4, False),  # t0 and another token missed
+        ("memory", 4, 1.0, False),  # converged
+        ("text", 1, 2 / 3, True),  # Kuratov scoring: t0 is given, t1 is the first scored token
+        ("text", 0, 2 / 3, False),
+    ],
+)
+def test_missed_only_first_scored_token(score_from, horizon, acc, expected):
+    s = cl.CrammedSample(
+        0,
+        "t",
+        "t",
+        [5, 6, 7, 8],
+        torch.zeros(1, 4),
+        horizon,
+        0,
+        0,
+        0.0,
+        0.0,
+        acc,
+        kind="full",
+        layout=cl.Layout(score_from=score_from),
+    )
+    assert missed_only_first(s) is expected
 
 
 def test_cram_contexts_groups_by_length_and_reads_back(tiny_llama, tmp_path):
