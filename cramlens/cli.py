@@ -165,6 +165,33 @@ def add_run_args(p: argparse.ArgumentParser, out: str) -> None:
     g.add_argument("--no-progress", action="store_true", help="no live table (logs only)")
 
 
+def add_workers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="worker processes, each taking a shard of the samples (torchrun, one thread per core each): auto "
+        "(default) = one per CPU core on a CPU (faster than one process with as many threads: "
+        "benchmarks/bench_cores.py), 1 on a GPU; 1 = this process only (then --threads applies)",
+    )
+
+
+def became_workers(a: argparse.Namespace, script: str, argv: list[str] | None, n_samples: int) -> bool:
+    """Under ``--workers N > 1``: run ``script`` again as N torchrun workers and return True once they have
+    finished (the caller then returns; rank 0 has printed the report). False: go on in this process."""
+    import torch
+
+    from .distributed import run_as_workers, workers_for
+
+    on_gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    n = workers_for(a.workers, on_gpu, a.out, n_samples, a.resume)
+    if n <= 1:
+        return False
+    code = run_as_workers(script, list(sys.argv[1:] if argv is None else argv), n)
+    if code != 0:
+        raise SystemExit(code)
+    return True
+
+
 def add_results_arg(p) -> None:
     """``--results DIR``: after a successful run, refresh that results/ folder's summary of it
     (:func:`analyses.results_export.refresh`, via :func:`refresh_results`)."""

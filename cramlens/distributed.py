@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +20,59 @@ from pathlib import Path
 
 import torch
 
-from .errors import check
+from .errors import CramlensError, check
+from .runs import atomic_write_text
+
+#: ``--workers auto``: one single-thread worker process per CPU core. Measured on SmolLM2-135M, 2 cores
+#: (benchmarks/bench_cores.py, docs/notebook.md): two 1-thread workers did 1.19-1.34x the sample-steps per second
+#: of one 2-thread process at the same total batch, because small matmuls split across threads poorly.
+AUTO = "auto"
+SHARDS = "shards.json"  # written by rank 0 of a sharded run: how many workers it was started with
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def launched_as_worker() -> bool:
+    """True inside a torchrun / accelerate worker (the launcher sets ``WORLD_SIZE``)."""
+    return "WORLD_SIZE" in os.environ
+
+
+def workers_for(
+    requested: str | int, on_gpu: bool, out: str | os.PathLike, n_samples: int, resume: bool
+) -> int:
+    """How many worker processes a script runs as: ``requested`` (a number, or ``auto``: one per CPU core on a
+    CPU, one on a GPU), never more than the samples, and on ``resume`` as many as the run in ``out`` was
+    started with (its ``rank-*`` directories; one for a run written by a single process)."""
+    if launched_as_worker():
+        return 1  # already one of the workers: the launcher decided
+    root = Path(out)
+    ranks = json.loads((root / SHARDS).read_text())["world"] if (root / SHARDS).exists() else 0
+    started = ranks or (1 if (root / "config.json").exists() else 0)
+    if str(requested) == AUTO:
+        n = started if resume and started else (1 if on_gpu else cpu_cores())
+    else:
+        check(
+            str(requested).isdigit() and int(requested) >= 1,
+            f"--workers {requested}: use auto or a number >= 1",
+        )
+        n = int(requested)
+        if resume and started and min(n, n_samples) != started:
+            how = "one process" if ranks == 0 else f"{started} workers"
+            raise CramlensError(
+                f"{out} was started as {how}; resume it with --workers {started if ranks else 1} (or --workers auto)"
+            )
+    return max(1, min(n, n_samples))
+
+
+def run_as_workers(script: str | os.PathLike, argv: list[str], workers: int) -> int:
+    """Run ``script argv`` as ``workers`` torchrun processes on this machine (each takes a shard of the samples,
+    :func:`shard_context`); returns their exit code."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cpu_cores() // workers))}
+    return subprocess.call([*cmd, str(script), *argv], env=env)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -78,6 +132,9 @@ def shard_context(out: str | os.PathLike, n_samples: int):
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     start, end = shard_bounds(n_samples, rank, world)
+    if world > 1 and rank == 0:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / SHARDS, json.dumps({"world": world}))
     yield Shard(rank, world, Path(out), start, end)
 
 
@@ -86,7 +143,7 @@ def merge_runs(dirs: list[Path], out: Path, model=None):
     from .cramming import finalize_run
     from .loading_runs import load_run
     from .results import CramRun
-    from .runs import CONFIG, RunDir, atomic_write_text, read_config
+    from .runs import CONFIG, RunDir, read_config
 
     rows, samples = [], []
     for d in dirs:

@@ -19,11 +19,14 @@ def parse(argv=None) -> argparse.Namespace:
     cli.add_recipe_args(p)
     cli.add_layout_args(p)
     cli.add_run_args(p, out="runs/cram")
+    cli.add_workers_arg(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     a = parse(argv)
+    if cli.became_workers(a, __file__, argv, a.samples):
+        return
     console = cli.console()
     from cramlens import brittleness, cram
     from cramlens.distributed import shard_context

@@ -20,6 +20,7 @@ def parse(argv=None) -> argparse.Namespace:
     cli.add_recipe_args(p)
     cli.add_layout_args(p)
     cli.add_run_args(p, out="runs/progressive")
+    cli.add_workers_arg(p)
     cli.add_results_arg(p)
     g = cli.add_stage_args(p)
     g.add_argument(
@@ -45,6 +46,8 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     a = parse(argv)
+    if cli.became_workers(a, __file__, argv, a.samples):
+        return
     t0 = time.time()
     console = cli.console()
     from cramlens import brittleness, cram, progressive_cram

@@ -195,6 +195,8 @@ def test_progressive_script_refreshes_the_results_folder(tmp_path):
         "--batch-size",
         "2",
         "--no-progress",
+        "--workers",
+        "1",
         "--out",
         str(run),
     ]
@@ -240,6 +242,8 @@ def test_brittleness_table_with_greedy_in_both_dtypes(tmp_path):
         "--out",
         str(out),
         "--no-progress",
+        "--workers",
+        "1",
     ]
     progressive.main(argv)
     rows = json.loads((out / "brittleness.json").read_text())

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import cramlens as cl
-from cramlens.distributed import shard_bounds
+from cramlens.distributed import SHARDS, shard_bounds, workers_for
+from cramlens.errors import CramlensError
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -46,6 +47,34 @@ def test_shards_are_contiguous_and_cover_everything():
             assert covered == list(range(n))
 
 
+def test_workers_auto_is_one_per_core_on_a_cpu_one_on_a_gpu_and_resume_keeps_the_started_count(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr("cramlens.distributed.cpu_cores", lambda: 4)
+    fresh = tmp_path / "fresh"
+    assert workers_for("auto", False, fresh, 10, resume=False) == 4
+    assert workers_for("auto", False, fresh, 3, resume=False) == 3  # never more workers than samples
+    assert workers_for("auto", True, fresh, 10, resume=False) == 1
+    assert workers_for("2", False, fresh, 10, resume=False) == 2
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "config.json").write_text("{}")
+    assert workers_for("auto", False, single, 10, resume=True) == 1  # a one-process run continues as one
+    with pytest.raises(CramlensError, match="--workers 1"):
+        workers_for("2", False, single, 10, resume=True)
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    (sharded / SHARDS).write_text(json.dumps({"world": 2}))
+    assert workers_for("auto", False, sharded, 10, resume=True) == 2
+    with pytest.raises(CramlensError, match="--workers 2"):
+        workers_for("3", False, sharded, 10, resume=True)
+    with pytest.raises(CramlensError, match="auto or a number"):
+        workers_for("two", False, fresh, 10, resume=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert workers_for("auto", False, fresh, 10, resume=False) == 1  # inside a worker: never launch again
+
+
 def _run(cmd: list[str], tmp: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -55,10 +84,12 @@ def _run(cmd: list[str], tmp: Path) -> None:
 @pytest.mark.slow
 def test_torchrun_two_ranks_equal_single_process(tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"
-    _run([sys.executable, "scripts/progressive.py", *ARGS, "--out", str(single)], tmp_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    _run([*torchrun, "scripts/progressive.py", *ARGS, "--out", str(multi)], tmp_path)
+    _run([sys.executable, "scripts/progressive.py", *ARGS, "--workers", "1", "--out", str(single)], tmp_path)
+    assert not (single / SHARDS).exists() and not list(single.glob("rank-*"))
+    # --workers 2 relaunches the script under torchrun (the default on a 2-core CPU is --workers auto = 2)
+    _run([sys.executable, "scripts/progressive.py", *ARGS, "--workers", "2", "--out", str(multi)], tmp_path)
     assert (multi / "rank-0" / "DONE").exists() and (multi / "rank-1" / "DONE").exists()
+    assert json.loads((multi / SHARDS).read_text()) == {"world": 2}
     a, b = cl.load_run(single), cl.load_run(multi)
     assert [s.sample_id for s in b] == list(range(6))
     assert a.horizons() == b.horizons()
@@ -78,6 +109,7 @@ def test_torchrun_two_ranks_equal_single_process(tmp_path):
     import shutil
 
     shutil.rmtree(multi / "rank-1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     _run([*torchrun, "scripts/progressive.py", *ARGS, "--out", str(multi), "--resume"], tmp_path)
     assert (multi / "rank-0" / "rows.jsonl").read_text() == before
     assert cl.load_run(multi).horizons() == a.horizons()
