@@ -4,6 +4,7 @@ fallback, and the offline HTML bundle (one ``plotly.min.js``). The analysis resu
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from test_figures import BRITTLE, make_figures_script, synthetic_rows, write_run
@@ -96,9 +97,36 @@ def test_png_failure_warns_once_stops_the_server_and_keeps_html(tmp_path, capsys
         )
     err = capsys.readouterr().err
     assert err.count("PNG export off") == 1 and "browser crashed" in err
-    assert started == [1] and stopped == [1]  # started once, stopped on the failure, not again on close
+    # started, stopped on the first failure, restarted for the one retry, stopped again; not again on close
+    assert started == [1, 1] and stopped == [1, 1]
     assert len(made) == 2 and not skipped
     assert all(len(files) == 1 and files[0].suffix == ".html" and files[0].exists() for _, _, files in made)
+
+
+def test_a_first_png_failure_restarts_the_server_and_retries_once(tmp_path, capsys, monkeypatch):
+    import kaleido
+    import plotly.graph_objects as go
+
+    import analyses.plots.io as fio
+
+    started, stopped, calls = [], [], []
+    monkeypatch.setattr(fio, "find_browser", lambda: "/usr/bin/some-browser")
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **k: started.append(1))
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **k: stopped.append(1))
+
+    def flaky(self, path, **k):
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("ReferenceError: kaleido_scopes is not defined")
+        Path(path).write_bytes(b"png")
+
+    monkeypatch.setattr(go.Figure, "write_image", flaky)
+    with fio.PngExport(True, 1.0) as png:
+        assert png.write(go.Figure(), tmp_path / "a.png")
+        assert png.write(go.Figure(), tmp_path / "b.png")
+    assert (tmp_path / "a.png").exists() and (tmp_path / "b.png").exists()
+    assert "PNG export off" not in capsys.readouterr().err
+    assert started == [1, 1] and stopped == [1, 1]  # one restart, then the server stops on close
 
 
 @pytest.mark.timeout(60)

@@ -60,20 +60,26 @@ class PngExport:
         return True
 
     def write(self, fig: go.Figure, path: str | Path, scale: float | None = None) -> bool:
-        """Write ``path`` as PNG; False (and nothing written) when export is off or fails."""
+        """Write ``path`` as PNG; False (and nothing written) when export is off or fails twice."""
         if not self.enabled:
             return False
-        try:
-            if not self._start():
-                return False
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fig.write_image(str(path), scale=scale or self.scale)
-            return True
-        except Exception as e:  # the browser failed to start or render: keep going with HTML only
-            first = str(e).splitlines()[0][:160] if str(e) else ""
-            self._disable(f"{type(e).__name__}: {first}".rstrip(": "))
-            return False
+        for attempt in (1, 2):
+            try:
+                if not self._start():
+                    return False
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fig.write_image(str(path), scale=scale or self.scale)
+                return True
+            except Exception as e:  # the browser failed to start or render: keep going with HTML only
+                if attempt == 1 and self.server:
+                    # once, right after `apt-get install chromium`, the first page of a new server failed with
+                    # "kaleido_scopes is not defined" and the same command then worked: restart and retry once
+                    self.close()
+                    continue
+                first = str(e).splitlines()[0][:160] if str(e) else ""
+                self._disable(f"{type(e).__name__}: {first}".rstrip(": "))
+        return False
 
     def close(self) -> None:
         """Stop the kaleido server if this object started it (safe to call twice)."""
