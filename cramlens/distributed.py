@@ -79,6 +79,12 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def use_worker_threads(world: int) -> None:
+    """Give this worker its share of the cores: the cores divided by the workers on this machine."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
     """Contiguous, deterministic shard ``[start, end)`` of ``n`` samples for ``rank`` of ``world``."""
     per = -(-n // world)
@@ -129,8 +135,7 @@ def shard_context(out: str | os.PathLike, n_samples: int):
     """The shard of this process (the whole run when not launched by torchrun/accelerate)."""
     rank, world = rank_and_world()
     if world > 1:
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        use_worker_threads(world)
     start, end = shard_bounds(n_samples, rank, world)
     if world > 1 and rank == 0:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,16 @@
     python scripts/reproduce.py --model smollm2-135m --model gemma-3-270m --protocol cpu --out runs/ledger
     python scripts/reproduce.py --model smollm2-135m --protocol cpu --out runs/ledger --only progressive trajectory
     python scripts/reproduce.py --model smollm2-135m --protocol cpu --out runs/ledger --plan-only
+    python scripts/reproduce.py --model smollm2-135m --protocol cpu --out results/ledger --readme README.md
 
 Protocols: smoke (minutes; checks the machinery), cpu (about six core-hours per model on 2 cores), paper (the
 paper's sample sizes, for a GPU). The plan (each step's expected time from a measured step cost) is printed first.
 Killed at any point and rerun with the same command, it continues: finished steps are skipped, the unfinished one
-resumes from its run directories. Writes <out>/ledger.md, ledger.json and ledger.html (+ .png with a browser).
+resumes from its run directories. Writes <out>/ledger.md, ledger.json, findings.md and ledger.html (+ .png with a
+browser); --readme rewrites that README's findings block from findings.md.
+
+On a CPU it runs as one single-thread worker per core by default (--workers auto, torchrun): independent groups of
+steps are dealt out to the workers; --workers 1 keeps one process (then --threads applies).
 """
 
 from __future__ import annotations
@@ -46,13 +51,30 @@ def parse(argv=None) -> argparse.Namespace:
         "--plan-only", action="store_true", help="print the plan and the ledger so far; run nothing"
     )
     p.add_argument("--no-progress", action="store_true", help="no live tables (logs only)")
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="a README whose ledger findings block is rewritten from the new findings.md (e.g. README.md)",
+    )
+    cli.add_workers_arg(p)
     a = p.parse_args(argv)
     a.model = a.model or ["smollm2-135m"]
+    a.resume = True  # a ledger directory always continues; steps do not depend on the worker count
     return a
+
+
+def step_groups(a: argparse.Namespace) -> int:
+    """How many independent pieces of work there are (never more workers than that)."""
+    from analyses.ledger.steps import select
+    from analyses.ledger.workers import step_groups
+
+    return 1 if a.plan_only else len(a.model) * len(step_groups(select(a.only)))
 
 
 def main(argv=None) -> None:
     a = parse(argv)
+    if cli.became_workers(a, __file__, argv, step_groups(a)):
+        return
     console = cli.console()
     from analyses.ledger import reproduce
 
@@ -66,10 +88,16 @@ def main(argv=None) -> None:
         plan_only=a.plan_only,
         live=not a.no_progress,
     )
+    if ledger is None:
+        return  # a worker other than rank 0: its steps are done, rank 0 writes the ledger
     for name in ledger.rows:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(ledger.counts(name).items()))
         console.print(f"{name}: {counts}")
-    console.print(f"ledger: {a.out}/ledger.md, ledger.json, ledger.html")
+    console.print(f"ledger: {a.out}/ledger.md, ledger.json, findings.md, ledger.html")
+    if a.readme:
+        from analyses.ledger.readme import update_readme
+
+        console.print(f"rewrote the findings block of {update_readme(a.readme, Path(a.out) / 'findings.md')}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ Output directory::
 
 A kill at any moment loses at most the work since the last checkpoint of the cramming call in progress; rerunning
 the same command skips finished steps and resumes the unfinished one through its run directories.
+
+Launched as several worker processes (``scripts/reproduce.py --workers``, torchrun), each rank runs its share of
+the step groups (:mod:`analyses.ledger.workers`); rank 0 prints the plan, waits for the other ranks' results and
+writes the ledger. Steps are self-contained, so a run may be resumed with another number of workers.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 from transformer_lens import HookedTransformer
 
+from cramlens.distributed import rank_and_world, use_worker_threads
 from cramlens.errors import check
 from cramlens.runs import atomic_write_text
 
@@ -32,6 +37,7 @@ from .ledger import Ledger, build_ledger
 from .plan import hours, measure_step_cost, plan, plan_table
 from .protocols import Protocol, get_protocol
 from .steps import select
+from .workers import assign_steps, steps_of
 
 Loader = Callable[[str], HookedTransformer]
 
@@ -87,6 +93,24 @@ def run_steps(ctx: StepContext, steps: Sequence[Step], expected: dict[str, float
         ctx.log(f"{head}: done in {hours(result['elapsed']['wall_s'])}")
 
 
+def wait_for_steps(
+    paths: Sequence[Path], log: Callable[[str], None], timeout_s: float = 7 * 24 * 3600.0
+) -> None:
+    """Block until every other worker's step result exists (torchrun stops all ranks when one fails)."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        log(
+            f"waiting for the other workers: {', '.join(f'{p.parent.parent.name}/{p.parent.name}' for p in missing)}"
+        )
+    deadline = time.time() + timeout_s
+    while missing:
+        check(
+            time.time() < deadline, f"the other workers did not finish in time: {[str(p) for p in missing]}"
+        )
+        time.sleep(2.0)
+        missing = [p for p in missing if not p.exists()]
+
+
 def load_results(root: Path) -> dict[str, dict]:
     """Every finished step's result under a model's directory."""
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob(f"*/{RESULT}"))}
@@ -101,11 +125,15 @@ def reproduce(
     console: Console | None = None,
     plan_only: bool = False,
     live: bool = True,
-) -> Ledger:
+    rank: int | None = None,
+    world: int | None = None,
+) -> Ledger | None:
     """Run every experiment behind the two papers' claims on each model (resumably) and write the ledger.
 
     ``only``: these steps (and what they need); ``plan_only``: print the plan and write the ledger of what is
-    already finished, run nothing; ``live``: live per-sample tables while cramming. Returns the ledger.
+    already finished, run nothing; ``live``: live per-sample tables while cramming. ``rank`` / ``world``: this
+    worker's share when launched as several processes (default: torchrun's environment; one process otherwise).
+    Returns the ledger (``None`` on ranks other than 0, which only run their steps).
     """
     proto = get_protocol(protocol)
     out = Path(out)
@@ -113,23 +141,41 @@ def reproduce(
     check(len(models) > 0, "give at least one --model")
     console = console or Console()
     steps = select(list(only) if only else None)
+    env_rank, env_world = rank_and_world()
+    rank, world = (env_rank if rank is None else rank), (env_world if world is None else world)
+    if world > 1:
+        use_worker_threads(world)
+    log = console.log if world == 1 else (lambda msg: console.log(f"worker {rank}: {msg}"))
     expected: dict[str, dict[str, float]] = {}
+    infos = []
     for name in models:  # plan every model before running any
         model = load(name)
         info = ModelInfo.of(model, name)
+        infos.append((name, info))
         root = model_dir(out, name)
         claim_directory(root, proto, info)
-        cost = measure_step_cost(model)
-        planned = plan(steps, proto, info, cost, root)
-        expected[name] = {p.name: p.expected_s for p in planned}
-        console.print(plan_table(planned, info, proto, cost))
+        if rank == 0:  # one plan, printed once; the other workers start right away
+            cost = measure_step_cost(model)
+            planned = plan(steps, proto, info, cost, root)
+            expected[name] = {p.name: p.expected_s for p in planned}
+            console.print(plan_table(planned, info, proto, cost))
         del model
+    mine = assign_steps(infos, steps, proto, world)[rank]
+    if world > 1:
+        log("runs " + "; ".join(f"{a.model}: {', '.join(s.name for s in a.steps)}" for a in mine))
     if not plan_only:
         for name in models:
-            ctx = StepContext(
-                load(name), name, proto, model_dir(out, name), console.log, console if live else None
-            )
-            run_steps(ctx, steps, expected[name])
+            todo = steps_of(mine, name, steps)
+            if not todo:
+                continue
+            show = console if live and rank == 0 else None
+            ctx = StepContext(load(name), name, proto, model_dir(out, name), log, show)
+            run_steps(ctx, todo, expected.get(name))
+        if rank != 0:
+            return None
+        wait_for_steps([model_dir(out, m) / s.name / RESULT for m in models for s in steps], log)
+    elif rank != 0:
+        return None
     per_model = {}
     for name in models:
         root = model_dir(out, name)
