@@ -18,6 +18,8 @@ The layout under ``results/`` mirrors the run directories the figure registry re
     results/capacity/<model>/capacity_samples.json      capacity        (scripts/capacity.py)
     results/knockout/{summary.json,sink_*.json}         knockout        (scripts/knockout.py)
     results/downstream/<task>/{summary.json,config.json} downstream     (scripts/downstream.py)
+    results/divergence/divergence.json                  divergence      (scripts/divergence.py)
+    results/horizon_spread/spread.json                  horizon_spread  (scripts/horizon_spread.py)
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ EXPERIMENTS: dict[str, Callable[[Path, Path, str | None], list[Path]]] = {
     "capacity": capacity,
     "knockout": knockout,
     "downstream": downstream,
+    "divergence": _result_file("divergence.json", "divergence"),
+    "horizon_spread": _result_file("spread.json", "horizon_spread"),
 }
 
 
@@ -155,6 +159,8 @@ PUBLISHED = [
     ("capacity", "runs/capacity", None),
     ("knockout", "runs/knockout", None),
     ("downstream", "runs/downstream", None),
+    ("divergence", "runs/divergence", None),
+    ("horizon_spread", "runs/horizon_spread", None),
 ]
 
 

@@ -179,6 +179,32 @@ def write_other_analyses(runs, results):
     (cap / "capacity_samples.json").write_text(
         json.dumps([sample, {**sample, "source": "builtin", "horizon": 7}])
     )
+    write_repeats(runs)
+
+
+def write_repeats(runs):
+    """The issue-23 inputs: a texts x seeds spread report (through the real analysis) and twin-run traces."""
+    from analyses.horizon_spread import METRICS, Draw, analyse
+
+    draws = [
+        Draw(f"t{t}", s, "fast", s == 2 and t == 1, {m: 5.0 * t + s + (m == "steps") * 100 for m in METRICS})
+        for t in range(3)
+        for s in range(3)
+    ]
+    (runs / "horizon_spread").mkdir(parents=True)
+    (runs / "horizon_spread" / "spread.json").write_text(json.dumps(analyse(draws).to_dict(), default=float))
+    traces = [{"delta": d, "distance": [d * 2**k for k in range(5)]} for d in (0.0, 1e-8, 1e-6)]
+    lyap = {"lyapunov": {"mean": 0.1, "lo": 0.05, "hi": 0.15, "n": 4}}
+    (runs / "divergence").mkdir()
+    (runs / "divergence" / "divergence.json").write_text(
+        json.dumps(
+            {
+                "stage1": [{"text_id": "t0", "traces": traces}],
+                "later": [{"text_id": "t0", "traces": traces}],
+                "summary": {"stage1": lyap, "later": lyap},
+            }
+        )
+    )
 
 
 def test_make_figures_draws_the_other_analyses_results(tmp_path, capsys):

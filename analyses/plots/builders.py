@@ -389,3 +389,27 @@ def build_sink(src: Sources) -> list[Built]:
         raise Missing(f"no {root}/knockout*/sink_*.json; make them with: {src.fmt(COMMANDS['sink'])}")
     fig, rows = T.sink_table([json.loads(f.read_text()) for f in files])
     return [Built("sink_table", fig, rows, [str(f) for f in files])]
+
+
+# ----------------------------------------------------------------------------------------------- repeats (issue 23)
+def build_horizon_spread(src: Sources) -> list[Built]:
+    from .spread_figures import horizon_spread_figure
+
+    res, p = src.json("horizon_spread/spread.json", COMMANDS["horizon_spread"])
+    return [
+        Built(
+            f"horizon_spread_{metric}",
+            horizon_spread_figure(res, metric),
+            res["components"][metric],
+            [str(p)],
+        )
+        for metric in ("compressed_tokens", "information_gain_bits_final")
+        if metric in res["components"]
+    ]
+
+
+def build_divergence(src: Sources) -> list[Built]:
+    from .spread_figures import divergence_figure
+
+    res, p = src.json("divergence/divergence.json", COMMANDS["divergence"])
+    return [Built("divergence", divergence_figure(res), res["summary"], [str(p)])]

@@ -192,6 +192,24 @@ REGISTRY: list[FigureSpec] = [
         "probes",
         B.build_probes,
     ),
+    FigureSpec(
+        "horizon_spread",
+        "every draw (text x seed) of the compressed tokens and of IG at the final stage, the text means and the "
+        "intra-class correlation: how much of a horizon is the text's",
+        "none in the paper (REFERENCE: run-to-run variance unknown)",
+        "{results}/horizon_spread/spread.json",
+        "horizon_spread",
+        B.build_horizon_spread,
+    ),
+    FigureSpec(
+        "divergence",
+        "twin runs from e0 and e0 + delta: distance per step in stage 1 and a later stage, finite-time Lyapunov "
+        "exponents in the titles",
+        "none in the paper",
+        "{results}/divergence/divergence.json",
+        "divergence",
+        B.build_divergence,
+    ),
 ]
 
 

@@ -39,6 +39,11 @@ COMMANDS = {
     "downstream": "python scripts/downstream.py --task hellaswag --out {runs}/downstream "
     "(and --task arc_easy)",
     "mmlu": "python scripts/downstream.py --task mmlu --mode all --out {runs}/downstream",
+    "divergence": "python scripts/divergence.py --model smollm2-135m --recipe paper --samples 3 --seq-len 64 "
+    "--warm-run results/prog6 --out {runs}/divergence",
+    "horizon_spread": "python scripts/progressive.py --recipe paper --samples 6 --seq-len 48 --seeds 0,1,2 "
+    "--batch-size 18 --out {runs}/seeds6x3_48; python scripts/horizon_spread.py --run {runs}/seeds6x3_48 "
+    "--out {runs}/horizon_spread",
 }
 
 
