@@ -17,7 +17,8 @@ The layout under ``results/`` mirrors the run directories the figure registry re
     results/capacity/<model>/<variant>/result.json      depth           (scripts/depth.py)
     results/capacity/<model>/capacity_samples.json      capacity        (scripts/capacity.py)
     results/knockout/{summary.json,sink_*.json}         knockout        (scripts/knockout.py)
-    results/downstream/<task>/{summary.json,config.json} downstream     (scripts/downstream.py)
+    results/downstream/<task>/{summary.json,config.json} downstream     (scripts/downstream.py --score-from text)
+    results/downstream_paper/<task>/...                 downstream      (scripts/downstream.py: the paper's scoring)
     results/divergence/divergence.json                  divergence      (scripts/divergence.py)
     results/horizon_spread/spread.json                  horizon_spread  (scripts/horizon_spread.py)
 """
@@ -108,7 +109,8 @@ def knockout(run_dir: Path, results: Path, name: str | None = None) -> list[Path
 
 def downstream(run_dir: Path, results: Path, name: str | None = None) -> list[Path]:
     """``run_dir``: the downstream root (``<root>/<task>/summary.json``) or one task's directory; the task's
-    summary and the config of one of its crams (the model it was crammed with) are kept, not the crams."""
+    summary and the config of one of its crams (the model it was crammed with) are kept, not the crams, under
+    ``results/<name>/<task>/`` (default ``downstream``)."""
     tasks = (
         [run_dir]
         if (run_dir / "summary.json").exists()
@@ -116,10 +118,11 @@ def downstream(run_dir: Path, results: Path, name: str | None = None) -> list[Pa
     )
     out = []
     for t in _need(tasks, "summary.json", run_dir):
-        out.append(_copy(t / "summary.json", results / "downstream" / t.name / "summary.json"))
+        dst = results / (name or "downstream") / t.name
+        out.append(_copy(t / "summary.json", dst / "summary.json"))
         cfg = next(iter(sorted(t.glob("crams/**/config.json"))), t / "config.json")
         if cfg.exists():
-            out.append(_copy(cfg, results / "downstream" / t.name / "config.json"))
+            out.append(_copy(cfg, dst / "config.json"))
     return out
 
 
@@ -159,6 +162,7 @@ PUBLISHED = [
     ("capacity", "runs/capacity", None),
     ("knockout", "runs/knockout", None),
     ("downstream", "runs/downstream", None),
+    ("downstream", "runs/downstream_paper", "downstream_paper"),
     ("divergence", "runs/divergence", None),
     ("horizon_spread", "runs/horizon_spread", None),
 ]

@@ -60,6 +60,16 @@ def write_knockout_and_downstream(runs):
     }
     (runs / "downstream" / "mmlu" / "summary.json").write_text(json.dumps(mm))
     write_run(runs / "downstream" / "hellaswag" / "crams" / "len004", synthetic_rows()[:1])
+    # the paper's scoring: a second run whose converged subset is nearly empty
+    (runs / "downstream_paper" / "hellaswag").mkdir(parents=True)
+    paper = {
+        **choice_summary(),
+        "conv_pct": 1.6,
+        "conv_pct_lo": 0.3,
+        "conv_pct_hi": 8.3,
+        "missed_only_first": 33,
+    }
+    (runs / "downstream_paper" / "hellaswag" / "summary.json").write_text(json.dumps(paper))
 
 
 def test_make_figures_draws_knockout_downstream_and_sink_results(tmp_path, capsys):
@@ -89,11 +99,13 @@ def test_make_figures_draws_knockout_downstream_and_sink_results(tmp_path, capsy
         "sink_table",
         "downstream_table",
         "downstream_accuracy",
+        "downstream_table_paper_scoring",
         "mmlu_modes",
         "mmlu_accuracy",
     ):
         assert (out / f"{name}.html").exists(), (name, log)
-    assert "skip " not in log and "FAIL" not in log and "8 figures" in log
+    assert "skip " not in log and "FAIL" not in log and "9 figures" in log
+    assert "1.6% [0.3, 8.3]" in (out / "downstream_table_paper_scoring.html").read_text()
     assert not (out / "README.md").exists()  # --only never replaces the index of the full set
 
 

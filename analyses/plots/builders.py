@@ -310,18 +310,25 @@ def _model_of(task_dir: Path) -> str:
     return ""
 
 
-def build_downstream(src: Sources) -> list[Built]:
-    from .eval_figures import downstream_figure
-
-    root = src.where("downstream/*/summary.json") / "downstream"
-    found = {
+def _choice_summaries(src: Sources, folder: str) -> dict[str, Path]:
+    root = src.where(f"{folder}/*/summary.json") / folder
+    return {
         t: root / t / "summary.json"
         for t in ("hellaswag", "arc_easy")
         if (root / t / "summary.json").exists()
     }
+
+
+def build_downstream(src: Sources) -> list[Built]:
+    """The likelihood tasks crammed with Kuratov's scoring (``downstream/``), and, where present, the paper's
+    scoring (``downstream_paper/``: the memory also predicts the first context token) as a second table."""
+    from .eval_figures import downstream_figure
+
+    found = _choice_summaries(src, "downstream")
     if not found:
         raise Missing(
-            f"no {root}/{{hellaswag,arc_easy}}/summary.json; make them with: {src.fmt(COMMANDS['downstream'])}"
+            f"no {src.results}/downstream/{{hellaswag,arc_easy}}/summary.json; make them with: "
+            f"{src.fmt(COMMANDS['downstream'])}"
         )
     summaries = {t: json.loads(p.read_text()) for t, p in found.items()}
     model = _model_of(next(iter(found.values())).parent)
@@ -329,7 +336,15 @@ def build_downstream(src: Sources) -> list[Built]:
     inputs = [str(p) for p in found.values()]
     bars = downstream_figure(summaries, model)
     bars.update_xaxes(title_text="task")
-    return [Built("downstream_table", fig, rows, inputs), Built("downstream_accuracy", bars, rows, inputs)]
+    out = [Built("downstream_table", fig, rows, inputs), Built("downstream_accuracy", bars, rows, inputs)]
+    paper = _choice_summaries(src, "downstream_paper")
+    if paper:
+        summaries = {t: json.loads(p.read_text()) for t, p in paper.items()}
+        fig, rows = T.downstream_table(
+            summaries, f"{_model_of(next(iter(paper.values())).parent)}, paper scoring"
+        )
+        out.append(Built("downstream_table_paper_scoring", fig, rows, [str(p) for p in paper.values()]))
+    return out
 
 
 def build_mmlu(src: Sources) -> list[Built]:

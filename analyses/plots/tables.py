@@ -191,6 +191,15 @@ PAPER_DOWNSTREAM = {
 VARIANT = "context_ending"  # the paper's default scoring (PPL over context + ending)
 
 
+def _conv_cell(r: dict) -> str:
+    """Conv% with its Wilson interval and the unconverged contexts that missed only their first token, when known."""
+    lo, hi = r["conv_pct_ci"]
+    cell = _f(r["conv_pct"]) if lo is None else f"{r['conv_pct']:.1f}% [{lo:.1f}, {hi:.1f}]"
+    if r["missed_only_first"] is not None:
+        cell += f"<br>{r['missed_only_first']} unconverged missed only t0"
+    return cell
+
+
 def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figure, list[dict]]:
     """Per task (``summary.json`` of ``scripts/downstream.py``): Conv%, Base and Cram accuracy with n and 95% Wilson
     intervals, the paired tests of the converged subset, paper's row below."""
@@ -208,6 +217,8 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
             "task": task,
             "n": s["n_items"],
             "conv_pct": s["conv_pct"],
+            "conv_pct_ci": (s.get("conv_pct_lo"), s.get("conv_pct_hi")),  # Wilson, in newer summaries
+            "missed_only_first": s.get("missed_only_first"),
             "base_acc": b.get("acc"),
             "base_acc_tok": b.get("acc_tok"),
             "base_conv_acc": bc.get("acc"),
@@ -223,7 +234,7 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
             [
                 f"{model}: {task}" if model else task,
                 str(r["n"]),
-                _f(r["conv_pct"]),
+                _conv_cell(r),
                 acc_cell(b),
                 _f(r["base_acc_tok"]),
                 acc_cell(bc),
