@@ -355,9 +355,12 @@ def sink_table(results: Sequence[dict]) -> tuple[go.Figure, list[dict]]:
                 **{f"{name}_{key}": v for name, d in t.items() for key, v in d.items()},
             }
         )
+        # which embeddings were measured: final progressive-stage ones (the paper's protocol) or full crams
+        kinds = ", ".join(r.get("embeddings", [])) or "full (older file)"
+        rows[-1]["embeddings"] = kinds
         cells.append(
             [
-                r["model"],
+                f"{r['model']}<br>({kinds} embeddings)",
                 str(r["n"]),
                 f"{c['mean']:.2f} ± {c['std']:.2f}",
                 f"{o['mean']:.2f} ± {o['std']:.2f}",
