@@ -329,10 +329,12 @@ def test_downstream_mmlu_and_sink_tables():
             "control": {"mean": 60.0, "std": 2.0, "diff": -5.75, "corr": 0.95},
         },
     }
-    fig, _ = T.sink_table([sink])
+    fig, rows = T.sink_table([sink, {**sink, "embeddings": ["progressive"]}])
     cols = fig.data[0].cells.values
+    # a file without the field is from the older full-cram protocol; newer files say what they measured
+    assert cols[0][2] == "smollm2-135m<br>progressive embeddings" and rows[1]["embeddings"] == "progressive"
     assert [c[0] for c in cols[:6]] == [
-        "smollm2-135m",
+        "smollm2-135m<br>full embeddings (older file)",
         "3",
         "55.50 ± 3.00",
         "65.75 ± 1.00",
