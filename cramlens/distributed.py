@@ -85,6 +85,17 @@ def use_worker_threads(world: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
+def wait_for_files(paths: list[Path], timeout_s: float, poll_s: float = 0.5) -> None:
+    """Block until every file in ``paths`` exists: how a rank waits for the others (torchrun stops every rank when
+    one fails, so this only times out when a rank hangs)."""
+    deadline = time.time() + timeout_s
+    missing = [p for p in paths if not p.exists()]
+    while missing:
+        check(time.time() < deadline, f"the other ranks did not finish in time: {[str(p) for p in missing]}")
+        time.sleep(poll_s)
+        missing = [p for p in missing if not p.exists()]
+
+
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
     """Contiguous, deterministic shard ``[start, end)`` of ``n`` samples for ``rank`` of ``world``."""
     per = -(-n // world)
@@ -122,11 +133,8 @@ class Shard:
         (self.out / "DONE").write_text(json.dumps({"rank": self.rank, "samples": self.end - self.start}))
         if self.rank != 0:
             return None
-        deadline = time.time() + self.wait_timeout_s
         dirs = [self.root / f"rank-{r}" for r in range(self.world)]
-        while not all((d / "DONE").exists() for d in dirs):
-            check(time.time() < deadline, f"ranks did not finish in time: {[str(d) for d in dirs]}")
-            time.sleep(0.5)
+        wait_for_files([d / "DONE" for d in dirs], self.wait_timeout_s)
         return merge_runs(dirs, self.root, model)
 
 

@@ -63,7 +63,7 @@ def parse(argv=None) -> argparse.Namespace:
     return a
 
 
-def step_groups(a: argparse.Namespace) -> int:
+def independent_pieces(a: argparse.Namespace) -> int:
     """How many independent pieces of work there are (never more workers than that)."""
     from analyses.ledger.steps import select
     from analyses.ledger.workers import step_groups
@@ -73,7 +73,7 @@ def step_groups(a: argparse.Namespace) -> int:
 
 def main(argv=None) -> None:
     a = parse(argv)
-    if cli.became_workers(a, __file__, argv, step_groups(a)):
+    if cli.became_workers(a, __file__, argv, independent_pieces(a)):
         return
     console = cli.console()
     from analyses.ledger import reproduce

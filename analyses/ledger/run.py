@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 from transformer_lens import HookedTransformer
 
-from cramlens.distributed import rank_and_world, use_worker_threads
+from cramlens.distributed import rank_and_world, use_worker_threads, wait_for_files
 from cramlens.errors import check
 from cramlens.runs import atomic_write_text
 
@@ -93,24 +93,6 @@ def run_steps(ctx: StepContext, steps: Sequence[Step], expected: dict[str, float
         ctx.log(f"{head}: done in {hours(result['elapsed']['wall_s'])}")
 
 
-def wait_for_steps(
-    paths: Sequence[Path], log: Callable[[str], None], timeout_s: float = 7 * 24 * 3600.0
-) -> None:
-    """Block until every other worker's step result exists (torchrun stops all ranks when one fails)."""
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        log(
-            f"waiting for the other workers: {', '.join(f'{p.parent.parent.name}/{p.parent.name}' for p in missing)}"
-        )
-    deadline = time.time() + timeout_s
-    while missing:
-        check(
-            time.time() < deadline, f"the other workers did not finish in time: {[str(p) for p in missing]}"
-        )
-        time.sleep(2.0)
-        missing = [p for p in missing if not p.exists()]
-
-
 def load_results(root: Path) -> dict[str, dict]:
     """Every finished step's result under a model's directory."""
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob(f"*/{RESULT}"))}
@@ -173,7 +155,10 @@ def reproduce(
             run_steps(ctx, todo, expected.get(name))
         if rank != 0:
             return None
-        wait_for_steps([model_dir(out, m) / s.name / RESULT for m in models for s in steps], log)
+        results = [model_dir(out, m) / s.name / RESULT for m in models for s in steps]
+        if not all(p.exists() for p in results):
+            log("waiting for the other workers' steps")
+            wait_for_files(results, timeout_s=7 * 24 * 3600.0, poll_s=2.0)
     elif rank != 0:
         return None
     per_model = {}

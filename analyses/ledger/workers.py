@@ -3,7 +3,7 @@
 The unit of work is a group of steps: a step and every selected step it needs (or that needs it) stay together in
 one process, because a step reads the others' run directories as soon as it starts. Groups are independent, so
 they are dealt out longest first to the least loaded worker (by the plan's token-steps), the same deal on every
-rank without any communication. Within a worker the steps keep the ledger's order.
+rank without any communication. Within a worker the steps run in the ledger's order (:func:`steps_of`).
 """
 
 from __future__ import annotations
@@ -49,22 +49,20 @@ def assign_steps(
     models: Sequence[tuple[str, ModelInfo]], steps: Sequence[Step], protocol: Protocol, world: int
 ) -> list[list[Assignment]]:
     """Per worker (index = rank), the (model, step group) pieces it runs: longest processing time first."""
-    pieces = []
-    for order, (name, info) in enumerate(models):
-        for group in step_groups(steps):
-            work = sum(s.work(protocol, info).token_steps for s in group)
-            pieces.append((work, order, group[0].name, Assignment(name, tuple(group), work)))
-    pieces.sort(key=lambda p: (-p[0], p[1], p[2]))  # ties broken by model and step order: deterministic
+    pieces = [
+        (order, Assignment(name, tuple(group), sum(s.work(protocol, info).token_steps for s in group)))
+        for order, (name, info) in enumerate(models)
+        for group in step_groups(steps)
+    ]
+    position = {s.name: i for i, s in enumerate(steps)}
+    # longest first; ties broken by model and step order, so every rank computes the same deal
+    pieces.sort(key=lambda p: (-p[1].token_steps, p[0], position[p[1].steps[0].name]))
     loads = [0.0] * world
     out: list[list[Assignment]] = [[] for _ in range(world)]
-    for work, _, _, piece in pieces:
+    for _, piece in pieces:
         w = min(range(world), key=lambda r: (loads[r], r))
-        loads[w] += work
+        loads[w] += piece.token_steps
         out[w].append(piece)
-    rank_of_step = {s.name: i for i, s in enumerate(steps)}
-    model_order = {name: i for i, (name, _) in enumerate(models)}
-    for mine in out:  # run in the ledger's order: models as given, steps as listed
-        mine.sort(key=lambda a: (model_order[a.model], rank_of_step[a.steps[0].name]))
     return out
 
 
