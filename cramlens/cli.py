@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import typing
 from collections.abc import Callable
@@ -183,9 +184,12 @@ def became_workers(a: argparse.Namespace, script: str, argv: list[str] | None, n
     from .distributed import run_as_workers, workers_for
 
     on_gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    n = workers_for(a.workers, on_gpu, a.out, n_samples, a.resume)
+    overwrite = getattr(a, "overwrite", False)
+    n = workers_for(a.workers, on_gpu, a.out, n_samples, a.resume, overwrite)
     if n <= 1:
         return False
+    if overwrite and not a.resume and Path(a.out).exists():
+        shutil.rmtree(a.out)  # before the launch: the ranks replace only their own rank-<r>/ directories
     code = run_as_workers(script, list(sys.argv[1:] if argv is None else argv), n)
     if code != 0:
         raise SystemExit(code)

@@ -41,7 +41,12 @@ def launched_as_worker() -> bool:
 
 
 def workers_for(
-    requested: str | int, on_gpu: bool, out: str | os.PathLike, n_samples: int, resume: bool
+    requested: str | int,
+    on_gpu: bool,
+    out: str | os.PathLike,
+    n_samples: int,
+    resume: bool,
+    overwrite: bool = False,
 ) -> int:
     """How many worker processes a script runs as: ``requested`` (a number, or ``auto``: one per CPU core on a
     CPU, one on a GPU), never more than the samples, and on ``resume`` as many as the run in ``out`` was
@@ -51,6 +56,12 @@ def workers_for(
     root = Path(out)
     ranks = json.loads((root / SHARDS).read_text())["world"] if (root / SHARDS).exists() else 0
     started = ranks or (1 if (root / "config.json").exists() else 0)
+    # Checked here, before any launch: workers write rank-<r>/ directories, so their own check on <out> would
+    # not see a run that is already there and would start a second one beside it.
+    if started and not resume and not overwrite:
+        raise CramlensError(
+            f"{root} already holds a run; pass --resume to continue it or choose another --out"
+        )
     if str(requested) == AUTO:
         n = started if resume and started else (1 if on_gpu else cpu_cores())
     else:

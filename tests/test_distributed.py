@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -71,6 +72,13 @@ def test_workers_auto_is_one_per_core_on_a_cpu_one_on_a_gpu_and_resume_keeps_the
         workers_for("3", False, sharded, 10, resume=True)
     with pytest.raises(CramlensError, match="auto or a number"):
         workers_for("two", False, fresh, 10, resume=False)
+    for started in (
+        single,
+        sharded,
+    ):  # a new launch into a run that is there: refused before any worker starts
+        with pytest.raises(CramlensError, match="already holds a run; pass --resume"):
+            workers_for("auto", False, started, 10, resume=False)
+        assert workers_for("2", False, started, 10, resume=False, overwrite=True) == 2
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert workers_for("auto", False, fresh, 10, resume=False) == 1  # inside a worker: never launch again
 
@@ -113,3 +121,26 @@ def test_torchrun_two_ranks_equal_single_process(tmp_path):
     _run([*torchrun, "scripts/progressive.py", *ARGS, "--out", str(multi), "--resume"], tmp_path)
     assert (multi / "rank-0" / "rows.jsonl").read_text() == before
     assert cl.load_run(multi).horizons() == a.horizons()
+
+
+def test_overwrite_with_workers_clears_the_old_run_before_the_launch(tmp_path, monkeypatch):
+    from cramlens.cli import became_workers
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    old = tmp_path / "run"
+    (old / "rank-0").mkdir(parents=True)
+    (old / SHARDS).write_text(json.dumps({"world": 2}))
+    (old / "rank-0" / "rows.jsonl").write_text('{"sample_id": 0}\n')
+    seen = []
+    monkeypatch.setattr(
+        "cramlens.distributed.run_as_workers", lambda script, argv, n: seen.append((n, old.exists())) or 0
+    )
+    a = argparse.Namespace(workers="2", device="cpu", out=str(old), resume=False, overwrite=True)
+    assert became_workers(a, "scripts/progressive.py", [], 10)
+    assert seen == [(2, False)]  # the workers started on an empty --out, not beside the old ranks' rows
+    a = argparse.Namespace(workers="2", device="cpu", out=str(old), resume=False, overwrite=False)
+    old.mkdir()
+    (old / "config.json").write_text("{}")
+    with pytest.raises(CramlensError, match="already holds a run"):
+        became_workers(a, "scripts/progressive.py", [], 10)
+    assert seen == [(2, False)]
