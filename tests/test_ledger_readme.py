@@ -30,9 +30,15 @@ def test_splice_replaces_only_the_block_and_is_idempotent(tmp_path):
     )
 
 
-def test_a_readme_without_the_block_is_one_clear_error():
-    with pytest.raises(CramlensError, match="no ledger findings block"):
+def test_a_readme_without_the_block_is_one_clear_error_whose_two_lines_then_work():
+    with pytest.raises(CramlensError, match="no ledger findings block") as err:
         splice("# README\n", "table", "results/ledger/findings.md")
+    markers = str(err.value).split("go (one line or two): ")[1]  # what the message says to insert, as given
+    readme = "# README\n\n" + markers + "\n\nmore\n"
+    assert quoted(readme) == ("results/ledger/findings.md", "")
+    filled = splice(readme, "| claim | verdict |", "results/ledger/findings.md")
+    assert quoted(filled) == ("results/ledger/findings.md", "| claim | verdict |")
+    assert filled.endswith("\n\nmore\n")
 
 
 def test_the_committed_readme_quotes_the_committed_ledger():
