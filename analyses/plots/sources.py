@@ -36,8 +36,9 @@ COMMANDS = {
     "capacity": "python scripts/capacity.py --model smollm2-135m --out {runs}/capacity",
     "knockout": "python scripts/knockout.py --direction all --out {runs}/knockout",
     "sink": "python scripts/knockout.py --sink --no-sweep --out {runs}/knockout (per --model)",
-    "downstream": "python scripts/downstream.py --task hellaswag --out {runs}/downstream "
-    "(and --task arc_easy)",
+    "downstream": "python scripts/downstream.py --task hellaswag --limit 64 --out {runs}/downstream_paper (and "
+    "--task arc_easy): the paper's scoring, results/downstream_paper; with --score-from text --out "
+    "{runs}/downstream: Kuratov's, results/downstream",
     "mmlu": "python scripts/downstream.py --task mmlu --mode all --out {runs}/downstream",
     "divergence": "python scripts/divergence.py --model smollm2-135m --recipe paper --samples 3 --seq-len 64 "
     "--warm-run results/prog6 --out {runs}/divergence",

@@ -49,16 +49,26 @@ def horizon_spread_figure(report: dict, metric: str = "compressed_tokens") -> go
     )
     c = report["components"][metric]
     m = c["mean"]
+    files = {t.rsplit(":", 1)[0] for t in texts}
+    one_file = len(files) == 1 and all(":" in t for t in texts)  # ids "<file>:<index>": name the file once
     fig.update_layout(
-        title=(
-            f"{metric}: {c['n_draws']} draws of {c['n_texts']} texts; ICC {c['icc']:.2f} "
-            f"[{c['icc_lo']:.2f}, {c['icc_hi']:.2f}] (share of a draw's variance that is the text's); mean of "
-            f"text means {m['mean']:.1f} [{m['lo']:.1f}, {m['hi']:.1f}] (two-stage bootstrap)"
+        title=dict(
+            text=f"{metric}: {c['n_draws']} draws of {c['n_texts']} texts<br>ICC {c['icc']:.2f} "
+            f"[{c['icc_lo']:.2f}, {c['icc_hi']:.2f}] (the share of a draw's variance that is the text's)<br>mean "
+            f"of text means {m['mean']:.1f} [{m['lo']:.1f}, {m['hi']:.1f}] (two-stage bootstrap, n = {m['n']} texts)",
+            font=dict(size=15),
         ),
-        xaxis=dict(tickmode="array", tickvals=list(range(len(texts))), ticktext=texts, title="text"),
+        legend=dict(orientation="h", y=-0.18),
+        xaxis=dict(
+            tickmode="array",
+            tickvals=list(range(len(texts))),
+            ticktext=[t.rsplit(":", 1)[1] for t in texts] if one_file else texts,
+            title=f"text ({next(iter(files))})" if one_file else "text",
+        ),
         yaxis_title=metric.replace("_", " "),
         template="plotly_white",
-        height=520,
+        height=560,
+        margin=dict(t=120),
     )
     return fig
 

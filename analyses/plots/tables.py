@@ -177,8 +177,8 @@ def _table(
             },
         )
     )
-    fig.update_layout(  # 150: room for headers that wrap to three lines
-        width=1250, height=150 + 28 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
+    fig.update_layout(  # 150: room for headers that wrap to three lines; 64 a row: cells wrap to three
+        width=1250, height=150 + 64 * max(1, len(cells)), margin={"l": 20, "r": 20, "t": 60, "b": 10}
     )
     return fig
 
@@ -278,7 +278,7 @@ def downstream_table(summaries: Mapping[str, dict], model: str) -> tuple[go.Figu
         "Cram vs Base (conv.): +right/-wrong, McNemar p",
         "Cram vs Random (conv.): +right/-wrong, McNemar p",
     )
-    fig = _table(cells, cols, fill, [1.6, 0.5, 0.6, 1.2, 0.8, 1.2, 1.3, 1.2, 1.2, 1.1, 1.1])
+    fig = _table(cells, cols, fill, [1.4, 0.4, 1.7, 1.2, 0.65, 1.05, 1.05, 1.05, 1.05, 1.0, 1.0])
     fig.update_layout(
         title="Reconstruction is not understanding: likelihood multiple choice with and without the "
         "crammed context (context+ending PPL; chance 25%; grey: paper D.6)"
