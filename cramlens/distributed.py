@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .errors import CramlensError, check
-from .runs import atomic_write_text
+from .runs import atomic_write_text, existing_run
 
 #: ``--workers auto``: one single-thread worker process per CPU core. Measured on SmolLM2-135M, 2 cores
 #: (benchmarks/bench_cores.py, docs/notebook.md): two 1-thread workers did 1.19-1.34x the sample-steps per second
@@ -59,9 +59,7 @@ def workers_for(
     # Checked here, before any launch: workers write rank-<r>/ directories, so their own check on <out> would
     # not see a run that is already there and would start a second one beside it.
     if started and not resume and not overwrite:
-        raise CramlensError(
-            f"{root} already holds a run; pass --resume to continue it or choose another --out"
-        )
+        raise existing_run(root)
     if str(requested) == AUTO:
         n = started if resume and started else (1 if on_gpu else cpu_cores())
     else:

@@ -91,6 +91,11 @@ def environment() -> dict:
     }
 
 
+def existing_run(path: Path) -> CramlensError:
+    """The error for a new run started where one already is (with the two ways out)."""
+    return CramlensError(f"{path} already holds a run; pass --resume to continue it or choose another --out")
+
+
 @dataclass
 class RunDir:
     """A run directory being written (see module docstring)."""
@@ -107,9 +112,7 @@ class RunDir:
         cfg_path = p / CONFIG
         if cfg_path.exists() and not overwrite:
             if not resume:
-                raise CramlensError(
-                    f"{p} already holds a run; pass --resume to continue it or choose another --out"
-                )
+                raise existing_run(p)
             old = json.loads(cfg_path.read_text())
             diff = sorted(
                 k

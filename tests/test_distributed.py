@@ -72,10 +72,8 @@ def test_workers_auto_is_one_per_core_on_a_cpu_one_on_a_gpu_and_resume_keeps_the
         workers_for("3", False, sharded, 10, resume=True)
     with pytest.raises(CramlensError, match="auto or a number"):
         workers_for("two", False, fresh, 10, resume=False)
-    for started in (
-        single,
-        sharded,
-    ):  # a new launch into a run that is there: refused before any worker starts
+    # a new launch into a run that is there: refused before any worker starts
+    for started in (single, sharded):
         with pytest.raises(CramlensError, match="already holds a run; pass --resume"):
             workers_for("auto", False, started, 10, resume=False)
         assert workers_for("2", False, started, 10, resume=False, overwrite=True) == 2

@@ -356,11 +356,12 @@ def sink_table(results: Sequence[dict]) -> tuple[go.Figure, list[dict]]:
             }
         )
         # which embeddings were measured: final progressive-stage ones (the paper's protocol) or full crams
-        kinds = ", ".join(r.get("embeddings") or ["full"])  # files without the field predate it: full crams
+        measured = r.get("embeddings")  # files without the field predate it: full crams
+        kinds = ", ".join(measured or ["full"])
         rows[-1]["embeddings"] = kinds
         cells.append(
             [
-                f"{r['model']}<br>{kinds} embeddings{'' if 'embeddings' in r else ' (older file)'}",
+                f"{r['model']}<br>{kinds} embeddings{' (older file)' if measured is None else ''}",
                 str(r["n"]),
                 f"{c['mean']:.2f} ± {c['std']:.2f}",
                 f"{o['mean']:.2f} ± {o['std']:.2f}",
