@@ -86,7 +86,7 @@ def cram_contexts(
         if k >= end - start:  # another rank's group: wait until that rank has finished it
             _wait_for(where / "samples.json", log)
         if (where / "samples.json").exists():  # finished earlier: read it back, no model work
-            run = _finished_run(where, model, [t.sample_id for t in texts])
+            run = _finished_run(where, model, [t.sample_id for t in texts], layout or cl.Layout())
         else:
             run = cl.cram(
                 model,
@@ -120,10 +120,18 @@ def _wait_for(path: Path, log: Callable[[str], None] | None, timeout_s: float = 
         time.sleep(2.0)
 
 
-def _finished_run(path: Path, model: HookedTransformer, text_ids: list[str]) -> cl.CramRun:
-    """A finished cram run directory (``load_run`` restores the greedy fields of its ``samples.json``)."""
+def _finished_run(
+    path: Path, model: HookedTransformer, text_ids: list[str], layout: cl.Layout | None = None
+) -> cl.CramRun:
+    """A finished cram run directory (``load_run`` restores the greedy fields of its ``samples.json``), checked
+    against the layout the caller crams with when given."""
     run = cl.load_run(path, model)
     check([s.text_id for s in run.samples] == text_ids, f"{path} holds other contexts; use another --out")
+    check(
+        layout is None or all(s.layout == layout for s in run.samples),
+        f"{path} was crammed with another layout (score_from={run.samples[0].layout.score_from!r}); "
+        "use another --out",
+    )
     return run
 
 

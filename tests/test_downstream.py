@@ -281,6 +281,8 @@ def test_cram_contexts_groups_by_length_and_reads_back(tiny_llama, tmp_path):
         assert torch.equal(crams[k].embedding, again[k].embedding)
         assert torch.equal(crams[k].embedding, back[k].embedding)
         assert crams[k].sequence == back[k].sequence
+    with pytest.raises(cl.CramlensError, match="another layout"):  # finished crams of the paper's scoring
+        cram_contexts(tiny_llama, items, tmp_path, max_steps=3, layout=cl.Layout(score_from="text"), log=None)
 
 
 @pytest.mark.integration

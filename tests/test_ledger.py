@@ -132,6 +132,9 @@ def test_choice_effect_is_paired_over_reconstructed_items():
     assert o.ci.n == 40 and o.ci.mean == pytest.approx(-25.0)  # 20 right → 10 right of 40
     assert ee.choice_effect("hellaswag", "random")(res).ci.mean == pytest.approx(-75.0)
     assert ee.choice_effect("arc_easy", "base")(res) is None
+    assert "the paper's cram scoring" in o.note  # a result without its scoring predates Kuratov's option
+    res["hellaswag"]["score_from"] = "text"
+    assert "Kuratov's cram scoring" in ee.choice_effect("hellaswag", "base")(res).note
 
 
 def test_knockout_effect_reads_the_condition_of_each_mask():
@@ -292,6 +295,47 @@ def test_another_protocol_in_the_same_directory_is_refused(smoke):
     )
     with pytest.raises(CramlensError, match="another --out"):
         reproduce(["tiny-llama"], other, out, load=tiny_loader, live=False, plan_only=True)
+
+
+def _copy(out, tmp_path):
+    import shutil
+
+    return shutil.copytree(out, tmp_path / "ledger")
+
+
+def test_changing_an_unfinished_steps_sizes_keeps_the_finished_steps(smoke, tmp_path):
+    from analyses.ledger import reproduce
+
+    out = _copy(smoke[0], tmp_path)
+    root = out / "tiny-llama"
+    smoke_p = PROTOCOLS["smoke"]
+    other = dataclasses.replace(smoke_p, hellaswag=dataclasses.replace(smoke_p.hellaswag, max_steps=7))
+    (root / "hellaswag" / RESULT).unlink()
+    # knockout reads hellaswag's crams: while it stays finished, the new hellaswag sizes are refused for it
+    with pytest.raises(CramlensError, match=r"knockout was run with other hellaswag sizes"):
+        reproduce(["tiny-llama"], other, out, load=tiny_loader, live=False, plan_only=True)
+    (root / "knockout" / RESULT).unlink()
+    stamp = (root / "brittleness" / RESULT).stat().st_mtime_ns
+    reproduce(["tiny-llama"], other, out, load=tiny_loader, live=False, plan_only=True)
+    assert json.loads((root / "protocol.json").read_text())["hellaswag"]["max_steps"] == 7
+    assert (root / "brittleness" / RESULT).stat().st_mtime_ns == stamp
+
+
+def test_a_step_result_without_sizes_takes_them_from_the_old_protocol_file(smoke, tmp_path):
+    from analyses.ledger import reproduce
+    from analyses.ledger.steps import sizes_of
+
+    out = _copy(smoke[0], tmp_path)
+    root = out / "tiny-llama"
+    path = root / "brittleness" / RESULT
+    result = json.loads(path.read_text())
+    assert result.pop("sizes") == sizes_of("brittleness", json.loads((root / "protocol.json").read_text()))
+    path.write_text(json.dumps(result))  # a result written before steps recorded their sizes
+    smoke_p = PROTOCOLS["smoke"]
+    other = dataclasses.replace(smoke_p, brittleness=dataclasses.replace(smoke_p.brittleness, texts=3))
+    with pytest.raises(CramlensError, match="brittleness was run with other brittleness sizes"):
+        reproduce(["tiny-llama"], other, out, load=tiny_loader, live=False, plan_only=True)
+    assert json.loads(path.read_text())["sizes"]["brittleness"]["texts"] == smoke_p.brittleness.texts
 
 
 def test_plan_measures_a_positive_step_cost_and_marks_finished_steps(smoke):

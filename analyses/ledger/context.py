@@ -107,10 +107,13 @@ class StepContext:
 
 @dataclass(frozen=True)
 class Step:
-    """One experiment of the ledger. ``run`` returns its JSON-ready result (written to ``<step>/step.json``)."""
+    """One experiment of the ledger. ``run`` returns its JSON-ready result (written to ``<step>/step.json``);
+    ``reads`` names the protocol fields it uses itself (its ``needs`` add theirs), so a finished step is checked
+    against the sizes it was run with, not against the whole protocol."""
 
     name: str
     what: str
     run: Callable[[StepContext], dict]
     work: Callable[[Protocol, ModelInfo], Work]
     needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()

@@ -41,13 +41,14 @@ def choice_task(ctx: StepContext, task: str) -> dict:
         out / "crams",
         batch_size=size.batch_size,
         max_steps=size.max_steps,
-        layout=Layout(),
+        layout=Layout(score_from=size.score_from),
         log=ctx.log,
     )
     evaluate_choices(ctx.model, items, crams, out, log=ctx.log)
     wanted = {it.id for it in items}
     rows = [r for r in read_results(out / "results.jsonl") if r["id"] in wanted]
     return {
+        "score_from": size.score_from,
         "items": [
             {
                 "id": r["id"],
@@ -57,7 +58,7 @@ def choice_task(ctx: StepContext, task: str) -> dict:
                 "random": _correct(r.get("random", {}), r["label"]),
             }
             for r in rows
-        ]
+        ],
     }
 
 

@@ -77,6 +77,9 @@ class ChoiceSize:
     max_ctx_tokens: int  # 0: any length (the paper's)
     max_steps: int
     batch_size: int = 16
+    # "memory": the paper's scoring (the memory also predicts the first context token); "text": Kuratov's (the
+    # first token is input only), for models that cannot reach the paper's converged subset within the budget
+    score_from: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,10 @@ PROTOCOLS: dict[str, Protocol] = {
         DepthSize(
             depths=(1, 4), texts=5, seq_len=32, steps_per_stage=1000, steps_per_sample=3000, ft_steps=300
         ),
-        ChoiceSize(items=200, max_ctx_tokens=18, max_steps=250),
-        ChoiceSize(items=200, max_ctx_tokens=12, max_steps=250),
+        # Kuratov's scoring: with the paper's, SmolLM2-135M reconstructs 1.6% (HellaSwag) and 3.1% (ARC-Easy) of
+        # 16-token contexts exactly in 1,000 steps, so the converged subset the claims are about would be empty
+        ChoiceSize(items=200, max_ctx_tokens=18, max_steps=400, score_from="text"),
+        ChoiceSize(items=200, max_ctx_tokens=12, max_steps=400, score_from="text"),
         MMLUSize(subjects=4, per_subject=10, steps=100, full_prefix_items=2, full_prefix_steps=50),
         KnockoutSize(items=64, k=2),
     ),
@@ -201,7 +206,13 @@ def describe(p: Protocol) -> list[str]:
     hs, arc, mm, ko = p.hellaswag, p.arc_easy, p.mmlu, p.knockout
 
     def ctx(s: ChoiceSize) -> str:
-        return "any length" if s.max_ctx_tokens == 0 else f"contexts ≤ {s.max_ctx_tokens} tokens"
+        length = "any length" if s.max_ctx_tokens == 0 else f"contexts ≤ {s.max_ctx_tokens} tokens"
+        scoring = (
+            "the paper's scoring"
+            if s.score_from == "memory"
+            else "Kuratov's scoring (the first context token is input only; deviates from the paper)"
+        )
+        return f"{length}, {scoring}"
 
     mmlu_items = (
         f"the first {mm.items} test rows"

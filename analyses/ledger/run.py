@@ -5,8 +5,9 @@ Output directory::
     out/
       ledger.md  ledger.json  ledger.html (+ .png with a browser)
       <model>/
-        protocol.json  model.json       the protocol this directory belongs to (a rerun must match), the model
-        <step>/step.json                a finished step's result (written atomically; present = skipped on rerun)
+        protocol.json  model.json       the protocol of the latest run, the model
+        <step>/step.json                a finished step's result and the sizes it was run with (written
+                                        atomically; present = skipped on rerun, refused if the sizes changed)
         <step>/...                      the run directories of the library calls behind it (they resume)
 
 A kill at any moment loses at most the work since the last checkpoint of the cramming call in progress; rerunning
@@ -36,7 +37,7 @@ from .context import RESULT, ModelInfo, Step, StepContext
 from .ledger import Ledger, build_ledger
 from .plan import hours, measure_step_cost, plan, plan_table
 from .protocols import Protocol, get_protocol
-from .steps import select
+from .steps import BY_NAME, select, sizes_of
 from .workers import assign_steps, steps_of
 
 Loader = Callable[[str], HookedTransformer]
@@ -61,18 +62,33 @@ def _json_default(x):
     return str(x)
 
 
+def _as_json(protocol: Protocol) -> dict:
+    return json.loads(json.dumps(protocol.to_dict()))
+
+
 def claim_directory(root: Path, protocol: Protocol, info: ModelInfo) -> None:
-    """Mark ``root`` as this protocol's run of this model; a directory of another protocol is an error."""
+    """Mark ``root`` as this protocol's run of this model. Each finished step must have been run with the sizes
+    this protocol gives it (:func:`~analyses.ledger.steps.sizes_of`), so a protocol can change the sizes of
+    steps that have not run without invalidating those that have."""
     path = root / "protocol.json"
-    want = protocol.to_dict()
-    if path.exists():
-        have = json.loads(path.read_text())
+    before = json.loads(path.read_text()) if path.exists() else None
+    want = _as_json(protocol)
+    for result_path in sorted(root.glob(f"*/{RESULT}")):
+        name = result_path.parent.name
+        if name not in BY_NAME:
+            continue
+        result = json.loads(result_path.read_text())
+        if "sizes" not in result and before is not None:  # written before steps recorded their sizes
+            result["sizes"] = sizes_of(name, before)
+            atomic_write_text(result_path, json.dumps(result))
+        have, need = result.get("sizes", {}), sizes_of(name, want)
+        differ = [k for k in need if have.get(k) != need[k]]
         check(
-            have == json.loads(json.dumps(want)),
-            f"{root} holds a run of protocol {have.get('name')!r} with other sizes; use another --out",
+            not differ,
+            f"{result_path.parent} was run with other {', '.join(differ)} sizes than protocol "
+            f"{protocol.name!r} gives it; delete that directory to rerun the step with these, or use another --out",
         )
-    else:
-        atomic_write_text(path, json.dumps(want, indent=1))
+    atomic_write_text(path, json.dumps(want, indent=1))
     atomic_write_text(root / "model.json", json.dumps(info.__dict__, indent=1))
 
 
@@ -88,6 +104,7 @@ def run_steps(ctx: StepContext, steps: Sequence[Step], expected: dict[str, float
         ctx.log(f"{head}: {step.what}{exp}")
         wall, cpu = time.perf_counter(), time.process_time()
         result = step.run(ctx)
+        result["sizes"] = sizes_of(step.name, _as_json(ctx.protocol))
         result["elapsed"] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
         atomic_write_text(path, json.dumps(result, default=_json_default))
         ctx.log(f"{head}: done in {hours(result['elapsed']['wall_s'])}")

@@ -123,6 +123,7 @@ STEPS: tuple[Step, ...] = (
         "progressive cramming of PG-19 texts × seeds (horizon, IG, greedy check)",
         cs.progressive,
         work_progressive,
+        reads=("progressive", "data"),
     ),
     Step(
         "trajectory",
@@ -150,12 +151,14 @@ STEPS: tuple[Step, ...] = (
         "full cramming @0.99: teacher forcing vs greedy generation",
         cs.brittleness,
         work_brittleness,
+        reads=("brittleness", "data"),
     ),
     Step(
         "diversity",
         "the same texts at several learning rates: solution distance, direction cosine",
         cs.diversity,
         work_diversity,
+        reads=("diversity", "data"),
     ),
     Step(
         "capacity",
@@ -163,25 +166,55 @@ STEPS: tuple[Step, ...] = (
         cs.capacity,
         work_capacity,
         ("progressive",),
+        ("capacity",),
     ),
-    Step("depth", "two truncated-depth variants, finetuned, then crammed", cs.depth, work_depth),
+    Step(
+        "depth",
+        "two truncated-depth variants, finetuned, then crammed",
+        cs.depth,
+        work_depth,
+        reads=("depth", "data", "name"),  # the protocol's name picks the finetune recipe
+    ),
     Step(
         "hellaswag",
         "HellaSwag with crammed contexts, without, with a random vector",
         es.hellaswag,
         work_hellaswag,
+        reads=("hellaswag",),
     ),
-    Step("arc_easy", "ARC-Easy with crammed questions, without, with a random vector", es.arc_easy, work_arc),
-    Step("mmlu", "generative 5-shot MMLU: baseline, random, few_shot, full_prefix", es.mmlu, work_mmlu),
+    Step(
+        "arc_easy",
+        "ARC-Easy with crammed questions, without, with a random vector",
+        es.arc_easy,
+        work_arc,
+        reads=("arc_easy",),
+    ),
+    Step(
+        "mmlu",
+        "generative 5-shot MMLU: baseline, random, few_shot, full_prefix",
+        es.mmlu,
+        work_mmlu,
+        reads=("mmlu",),
+    ),
     Step(
         "knockout",
         "forward / reverse knockout of the memory, both masks",
         es.knockout,
         work_knockout,
         ("hellaswag",),
+        ("knockout",),
     ),
 )
 BY_NAME = {s.name: s for s in STEPS}
+
+
+def sizes_of(name: str, protocol: dict) -> dict:
+    """The protocol fields (as JSON) a step's result depends on: its own ``reads`` and those of what it needs."""
+    step = BY_NAME[name]
+    sizes = {field: protocol[field] for field in step.reads}
+    for need in step.needs:
+        sizes.update(sizes_of(need, protocol))
+    return dict(sorted(sizes.items()))
 
 
 def select(only: list[str] | None) -> list[Step]:
