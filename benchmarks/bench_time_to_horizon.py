@@ -15,6 +15,8 @@ per horizon token is the fairer yardstick. The target: ``b`` at least 3x the ref
 machine. Ratios from one run; run it on an otherwise idle machine.
 
     .venv/bin/python benchmarks/bench_time_to_horizon.py --skip 10 --texts 4 --seq-len 64
+    .venv/bin/python benchmarks/bench_time_to_horizon.py --skip 10 --texts 4 --seq-len 32 --max-steps 3000 \
+        --stage-budget 1000                       # the ledger's cpu budgets: under an hour of both cores
     .venv/bin/python benchmarks/bench_time_to_horizon.py --model tiny-llama --data builtin --texts 2 --seq-len 6 \\
         --max-steps 60 --stage-budget 20          # the plumbing in seconds
 """
