@@ -69,7 +69,7 @@ def cram_contexts(
     the length groups (``distributed.shard_bounds``) and returns those; rank 0 then waits for every other group's
     finished run directory and returns all of them.
     """
-    out = Path(out)
+    out, layout = Path(out), layout or cl.Layout()
     groups: dict[int, list[tuple[int, Item, list[int]]]] = {}
     for n, it in enumerate(items):
         ids = context_ids(model, it.context)
@@ -86,7 +86,7 @@ def cram_contexts(
         if k >= end - start:  # another rank's group: wait until that rank has finished it
             _wait_for(where / "samples.json", log)
         if (where / "samples.json").exists():  # finished earlier: read it back, no model work
-            run = _finished_run(where, model, [t.sample_id for t in texts], layout or cl.Layout())
+            run = _finished_run(where, model, [t.sample_id for t in texts], layout)
         else:
             run = cl.cram(
                 model,

@@ -8,12 +8,9 @@ from collections.abc import Callable
 from cramlens.stats import mean_ci
 
 from .extract import Ours, Results
+from .protocols import SCORING
 
 SCORE = "context_ending"  # the paper's likelihood score; ending-only is reported beside it
-CRAMMED_WITH = {
-    "memory": "the paper's cram scoring",
-    "text": "Kuratov's cram scoring (first token input only)",
-}
 
 
 def _pct(rows: list[dict], side: str, variant: str) -> float:
@@ -34,7 +31,7 @@ def choice_effect(task: str, reference: str) -> Callable[[Results], Ours | None]
             100.0 * (float(r["cram"].get("ending_only", 0)) - float(r[reference].get("ending_only", 0)))
             for r in conv
         )
-        crammed = CRAMMED_WITH[res[task].get("score_from", "memory")]
+        crammed = SCORING[res[task].get("score_from", "memory")]
         note = (
             f"{reference} {_pct(conv, reference, SCORE):.1f}% → cram {_pct(conv, 'cram', SCORE):.1f}% on "
             f"{len(conv)} of {len(items)} contexts reconstructed exactly under {crammed} (context+ending "

@@ -69,6 +69,13 @@ class DepthSize:
     )
 
 
+#: How a likelihood step crams its contexts (``ChoiceSize.score_from``), as the ledger names it.
+SCORING = {
+    "memory": "the paper's cram scoring (the memory also predicts the first context token)",
+    "text": "Kuratov's cram scoring (the first context token is input only; deviates from the paper)",
+}
+
+
 @dataclass(frozen=True)
 class ChoiceSize:
     """A likelihood task (HellaSwag, ARC-Easy): contexts of at most ``max_ctx_tokens`` tokens in file order."""
@@ -77,8 +84,7 @@ class ChoiceSize:
     max_ctx_tokens: int  # 0: any length (the paper's)
     max_steps: int
     batch_size: int = 16
-    # "memory": the paper's scoring (the memory also predicts the first context token); "text": Kuratov's (the
-    # first token is input only), for models that cannot reach the paper's converged subset within the budget
+    # a key of SCORING: "text" is for models that cannot reach the paper's converged subset within the budget
     score_from: str = "memory"
 
 
@@ -207,12 +213,7 @@ def describe(p: Protocol) -> list[str]:
 
     def ctx(s: ChoiceSize) -> str:
         length = "any length" if s.max_ctx_tokens == 0 else f"contexts ≤ {s.max_ctx_tokens} tokens"
-        scoring = (
-            "the paper's scoring"
-            if s.score_from == "memory"
-            else "Kuratov's scoring (the first context token is input only; deviates from the paper)"
-        )
-        return f"{length}, {scoring}"
+        return f"{length}, {SCORING[s.score_from]}"
 
     mmlu_items = (
         f"the first {mm.items} test rows"
