@@ -338,6 +338,27 @@ def test_a_step_result_without_sizes_takes_them_from_the_old_protocol_file(smoke
     assert json.loads(path.read_text())["sizes"]["brittleness"]["texts"] == smoke_p.brittleness.texts
 
 
+def test_the_ledger_keeps_models_run_earlier_into_the_same_directory(smoke, tmp_path):
+    import shutil
+
+    from analyses.ledger import reproduce
+
+    out = _copy(smoke[0], tmp_path)
+    for name, n_params, protocol in (("tiny-wide", 10**9, "smoke"), ("tiny-cpu", 10**9, "cpu")):
+        shutil.copytree(out / "tiny-llama", out / name)  # a model run on another day (or another protocol)
+        info = json.loads((out / name / "model.json").read_text())
+        (out / name / "model.json").write_text(json.dumps({**info, "name": name, "n_params": n_params}))
+        proto = json.loads((out / name / "protocol.json").read_text())
+        (out / name / "protocol.json").write_text(json.dumps({**proto, "name": protocol}))
+    ledger = reproduce(["tiny-llama"], "smoke", out, load=tiny_loader, live=False, plan_only=True)
+    assert list(ledger.rows) == [
+        "tiny-llama",
+        "tiny-wide",
+    ]  # smallest first; the cpu-protocol one is left out
+    assert [r.claim for r in ledger.cross_model] == ["model_size:tiny-llama→tiny-wide"]
+    assert "## tiny-wide" in (out / "ledger.md").read_text()
+
+
 def test_plan_measures_a_positive_step_cost_and_marks_finished_steps(smoke):
     from analyses.ledger.context import ModelInfo
     from analyses.ledger.plan import measure_step_cost, plan

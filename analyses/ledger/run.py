@@ -92,6 +92,22 @@ def claim_directory(root: Path, protocol: Protocol, info: ModelInfo) -> None:
     atomic_write_text(root / "model.json", json.dumps(info.__dict__, indent=1))
 
 
+def models_in(out: Path, protocol: Protocol, models: Sequence[str]) -> dict[str, tuple[ModelInfo, dict]]:
+    """The models of this run and those run earlier into ``out`` with the same protocol, smallest first, so a
+    ledger built one model at a time (over days) keeps every model's rows and their comparison."""
+    roots = {model_dir(out, name): name for name in models}
+    for path in sorted(out.glob("*/model.json")):
+        protocol_path = path.parent / "protocol.json"
+        if path.parent not in roots and protocol_path.exists():
+            if json.loads(protocol_path.read_text()).get("name") == protocol.name:
+                roots[path.parent] = json.loads(path.read_text())["name"]
+    found = {
+        name: (ModelInfo(**json.loads((root / "model.json").read_text())), load_results(root))
+        for root, name in roots.items()
+    }
+    return dict(sorted(found.items(), key=lambda kv: kv[1][0].n_params))
+
+
 def run_steps(ctx: StepContext, steps: Sequence[Step], expected: dict[str, float] | None = None) -> None:
     """Run each unfinished step and write its result atomically; finished ones are skipped."""
     for i, step in enumerate(steps, 1):
@@ -132,6 +148,7 @@ def reproduce(
     ``only``: these steps (and what they need); ``plan_only``: print the plan and write the ledger of what is
     already finished, run nothing; ``live``: live per-sample tables while cramming. ``rank`` / ``world``: this
     worker's share when launched as several processes (default: torchrun's environment; one process otherwise).
+    The ledger also keeps the models run earlier into ``out`` with this protocol (:func:`models_in`).
     Returns the ledger (``None`` on ranks other than 0, which only run their steps).
     """
     proto = get_protocol(protocol)
@@ -178,11 +195,7 @@ def reproduce(
             wait_for_files(results, timeout_s=7 * 24 * 3600.0, poll_s=2.0)
     elif rank != 0:
         return None
-    per_model = {}
-    for name in models:
-        root = model_dir(out, name)
-        per_model[name] = (ModelInfo(**json.loads((root / "model.json").read_text())), load_results(root))
-    ledger = build_ledger(per_model, proto, out)
+    ledger = build_ledger(models_in(out, proto, models), proto, out)
     from .render import write_ledger
 
     for path in write_ledger(ledger, out):
