@@ -374,10 +374,7 @@ def test_plan_measures_a_positive_step_cost_and_marks_finished_steps(smoke):
 def test_seeds_group_per_text(tmp_path):
     from analyses.ledger.context import StepContext
     from analyses.ledger.cram_steps import progressive
-    from cramlens.spec import CramSpec
 
-    if "seeds" not in {f.name for f in dataclasses.fields(CramSpec)}:
-        pytest.skip("CramSpec.seeds is not there yet")
     proto = PROTOCOLS["smoke"]
     proto = dataclasses.replace(proto, progressive=dataclasses.replace(proto.progressive, seeds=(0, 1)))
     ctx = StepContext(tiny_loader("tiny-llama"), "tiny-llama", proto, tmp_path, log=lambda s: None)
