@@ -47,6 +47,18 @@ def test_numeric_rule(interval, paper, band, outcome):
     assert vd.numeric(interval, paper, band).outcome == outcome
 
 
+@pytest.mark.parametrize(
+    "interval, outcome",
+    [
+        (ci(19, 26), vd.INCONCLUSIVE),  # below the band, but the true values may be higher
+        (ci(30, 45), vd.INCONCLUSIVE),  # the paper's value inside: the true mean may still lie above the band
+        (ci(50, 60), vd.DIFFERS),  # above the band: higher true values cannot bring it back
+    ],
+)
+def test_numeric_rule_on_lower_bounds(interval, outcome):
+    assert vd.numeric(interval, 38.5, (28.4, 48.6), lower_bound=True).outcome == outcome
+
+
 def test_a_far_interval_differs_even_when_wider_than_the_band():
     assert vd.numeric(ci(100, 200), 38.5, (28.4, 48.6)).outcome == vd.DIFFERS
 
@@ -111,6 +123,12 @@ def test_horizon_row_is_per_text_and_judged_against_the_papers_interval():
     assert row.verdict == vd.HOLDS and row.paper["same_model"] and row.command == "cmd"
     far = {"progressive": progressive_result({f"t{i}": [8 + i % 3, 9] for i in range(12)})}
     assert cl.evaluate(claim, "smollm2-135m", far, "cmd").verdict == vd.DIFFERS
+    capped = {
+        "progressive": {**far["progressive"], "samples": [dict(r) for r in far["progressive"]["samples"]]}
+    }
+    capped["progressive"]["samples"][0]["lower_bound"] = True  # one sample stopped by its budget
+    row = cl.evaluate(claim, "smollm2-135m", capped, "cmd")
+    assert row.verdict == vd.INCONCLUSIVE and "1 of 24 horizons are lower bounds" in row.note
     other = cl.evaluate(claim, "tiny-llama", near, "cmd")  # the paper has no value for this model
     assert other.verdict == vd.INCONCLUSIVE and other.paper is None
     assert cl.evaluate(claim, "smollm2-135m", {}, "cmd").verdict == vd.NOT_RUN

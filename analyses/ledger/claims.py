@@ -320,7 +320,7 @@ def evaluate(claim: Claim, model: str, results: ex.Results, command: str) -> Row
     elif claim.kind == DIRECTIONAL:
         verdict = vd.directional(ours.ci, claim.sign, claim.threshold)
     else:
-        verdict = vd.numeric(ours.ci, None if pv is None else pv.value, band)
+        verdict = vd.numeric(ours.ci, None if pv is None else pv.value, band, ours.lower_bound)
     return Row(
         claim.id,
         claim.statement,

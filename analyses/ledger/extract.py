@@ -25,6 +25,9 @@ Results = dict[str, dict]  # step name -> its step.json
 class Ours:
     ci: MeanCI
     note: str = ""
+    lower_bound: bool = (
+        False  # some values were stopped by a length cap or a step budget: the true mean is higher
+    )
 
 
 def _finite(x) -> bool:
@@ -51,6 +54,10 @@ def _lower_bounds(rows: Sequence[dict]) -> str:
     return f"{k} of {len(rows)} horizons are lower bounds (length cap or budget)" if k else ""
 
 
+def _any_lower_bound(rows: Sequence[dict]) -> bool:
+    return any(r.get("lower_bound") for r in rows)
+
+
 def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
@@ -66,7 +73,11 @@ def compressed_tokens(res: Results) -> Ours | None:
         return None
     seeds = len({r["seed"] for r in rows})
     note = f"{seeds} seed(s) per text; texts of {res['progressive']['seq_len']} tokens (paper: 4,096)"
-    return Ours(texts_ci(rows, lambda r: r["compressed_tokens"]), _join(note, _lower_bounds(rows)))
+    return Ours(
+        texts_ci(rows, lambda r: r["compressed_tokens"]),
+        _join(note, _lower_bounds(rows)),
+        _any_lower_bound(rows),
+    )
 
 
 def ig_final_bits(res: Results) -> Ours | None:
@@ -74,7 +85,11 @@ def ig_final_bits(res: Results) -> Ours | None:
     if rows is None:
         return None
     at_horizon = texts_ci(rows, lambda r: r["ig_bits"])
-    return Ours(texts_ci(rows, lambda r: r["ig_final_bits"]), f"IG at the horizon stage {at_horizon}")
+    return Ours(
+        texts_ci(rows, lambda r: r["ig_final_bits"]),
+        f"IG at the horizon stage {at_horizon}",
+        _any_lower_bound(rows),
+    )
 
 
 def progressive_greedy_exact(res: Results) -> Ours | None:

@@ -25,10 +25,12 @@ within a text), n = texts; a bootstrap over texts where the row says so (a corre
 - Numeric claims (a value the paper measured), with a tolerance band stated per row:
   1. inconclusive when n < {MIN_N}, when the interval is undefined, or when the paper gives no value for this model
      and the claim is model-specific;
-  2. differs when the interval does not touch the band;
-  3. inconclusive when the interval is wider than the band (too noisy to confirm);
-  4. holds when the paper's value lies in the interval, or the interval lies inside the band;
-  5. inconclusive otherwise (the interval straddles an edge of the band).
+  2. when some of our values are lower bounds (a length cap or a step budget stopped a sample before its horizon):
+     differs when the interval lies above the band, inconclusive otherwise (the true value may lie higher);
+  3. differs when the interval does not touch the band;
+  4. inconclusive when the interval is wider than the band (too noisy to confirm);
+  5. holds when the paper's value lies in the interval, or the interval lies inside the band;
+  6. inconclusive otherwise (the interval straddles an edge of the band).
 - Directional claims (the sign of an effect against a threshold, 0 for a difference):
   1. inconclusive when n < {MIN_N} or the interval is undefined;
   2. holds when the whole interval lies on the paper's side of the threshold;
@@ -47,14 +49,25 @@ def _undefined(ci: MeanCI) -> bool:
     return ci.n < MIN_N or not (math.isfinite(ci.lo) and math.isfinite(ci.hi))
 
 
-def numeric(ci: MeanCI, paper: float | None, band: tuple[float, float] | None) -> Verdict:
+def numeric(
+    ci: MeanCI, paper: float | None, band: tuple[float, float] | None, lower_bound: bool = False
+) -> Verdict:
     """Rule for a measured value: ``paper`` is the published value, ``band`` the tolerance band around it (``None``:
-    the paper gives no comparable value for this model)."""
+    the paper gives no comparable value for this model); ``lower_bound``: some of our values were stopped by a cap,
+    so the true mean is at least ours and only an interval above the band can decide."""
     if _undefined(ci):
         return Verdict(INCONCLUSIVE, f"n = {ci.n} or no interval")
     if paper is None or band is None:
         return Verdict(INCONCLUSIVE, "the paper gives no comparable value for this model")
     lo, hi = min(band), max(band)
+    if lower_bound:
+        if ci.lo > hi:
+            return Verdict(
+                DIFFERS, f"lower bounds, and the interval lies above the band [{lo:.3g}, {hi:.3g}]"
+            )
+        return Verdict(
+            INCONCLUSIVE, "our values are lower bounds (a cap stopped samples); the true value may lie higher"
+        )
     if ci.hi < lo or ci.lo > hi:
         return Verdict(DIFFERS, f"interval [{ci.lo:.3g}, {ci.hi:.3g}] outside the band [{lo:.3g}, {hi:.3g}]")
     if ci.hi - ci.lo > hi - lo:
