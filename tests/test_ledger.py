@@ -377,6 +377,22 @@ def test_the_ledger_keeps_models_run_earlier_into_the_same_directory(smoke, tmp_
     assert "## tiny-wide" in (out / "ledger.md").read_text()
 
 
+def test_sinks_read_only_samples_that_reconstruct_enough_tokens(smoke, tmp_path):
+    from analyses.ledger import reproduce
+    from analyses.ledger.protocols import SinkSize
+
+    out = _copy(smoke[0], tmp_path)
+    first = json.loads((out / "tiny-llama" / "sinks" / RESULT).read_text())
+    (out / "tiny-llama" / "sinks" / RESULT).unlink()
+    strict = dataclasses.replace(PROTOCOLS["smoke"], sinks=SinkSize(min_tokens=100))
+    ledger = reproduce(["tiny-llama"], strict, out, only=["sinks"], load=tiny_loader, live=False)
+    result = json.loads((out / "tiny-llama" / "sinks" / RESULT).read_text())
+    assert result["samples"] == [] and result["sizes"]["sinks"] == {"min_tokens": 100}
+    row = next(r for r in ledger.rows["tiny-llama"] if r.claim == "sink_share")
+    assert row.verdict == vd.INCONCLUSIVE and "no sample reconstructs 100 tokens" in row.note
+    assert first["min_tokens"] == 2 and (not first["samples"] or first["s_max"] >= 2)
+
+
 def test_plan_measures_a_positive_step_cost_and_marks_finished_steps(smoke):
     from analyses.ledger.context import ModelInfo
     from analyses.ledger.plan import measure_step_cost, plan

@@ -128,13 +128,15 @@ def sinks(ctx: StepContext) -> dict:
     from analyses.sinks import measure_sinks, sink_tokens
 
     run = _progressive_run(ctx, with_model=True)
-    samples = [s for s in run.samples if len(sink_tokens(s)) >= 2]
+    least = max(2, ctx.protocol.sinks.min_tokens)
+    samples = [s for s in run.samples if len(sink_tokens(s)) >= least]
     if not samples:
-        return {"samples": [], "profiles": {}}
+        return {"samples": [], "profiles": {}, "min_tokens": least}
     s_max, profiles = measure_sinks(ctx.model, samples, " the")
     return {
         "samples": [s.text_id for s in samples],
         "s_max": s_max,
+        "min_tokens": least,
         "profiles": {k: v.tolist() for k, v in profiles.items()},  # [samples][layers], %
     }
 

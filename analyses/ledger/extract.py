@@ -226,6 +226,10 @@ def depth_gain(res: Results) -> Ours | None:
 
 
 # ---------------------------------------------------------------------------------------------- sinks
+def _no_sink_sample(res: Results) -> str:
+    return f"no sample reconstructs {res['sinks'].get('min_tokens', 2)} tokens"
+
+
 def _sink(res: Results) -> dict | None:
     return res["sinks"] if "sinks" in res and res["sinks"]["samples"] else None
 
@@ -235,14 +239,16 @@ def sink_share(res: Results) -> Ours | None:
         return None
     s = _sink(res)
     if s is None:
-        return Ours(MeanCI(*(float("nan"),) * 3, 0, float("nan")), "no sample reconstructs 2 tokens")
+        return Ours(MeanCI(*(float("nan"),) * 3, 0, float("nan")), _no_sink_sample(res))
     rows = [
         {"text_id": t, "memory": float(np.mean(m)), "orig": float(np.mean(o))}
         for t, m, o in zip(s["samples"], s["profiles"]["compression"], s["profiles"]["orig"], strict=True)
     ]
     orig = texts_ci(rows, lambda r: r["orig"])
     return Ours(
-        texts_ci(rows, lambda r: r["memory"]), f"position 0 without memory {orig} %; {s['s_max']} positions"
+        texts_ci(rows, lambda r: r["memory"]),
+        f"position 0 without memory {orig} %; {len(rows)} samples reconstructing ≥ {s.get('min_tokens', 2)} tokens, "
+        f"lengths 1 .. {s['s_max']}",
     )
 
 
@@ -251,7 +257,7 @@ def sink_correlation(res: Results) -> Ours | None:
         return None
     s = _sink(res)
     if s is None:
-        return Ours(MeanCI(*(float("nan"),) * 3, 0, float("nan")), "no sample reconstructs 2 tokens")
+        return Ours(MeanCI(*(float("nan"),) * 3, 0, float("nan")), _no_sink_sample(res))
     from cramlens.stats import bootstrap_ci
 
     pairs = np.stack([np.asarray(s["profiles"]["compression"]), np.asarray(s["profiles"]["orig"])], axis=1)

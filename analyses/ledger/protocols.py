@@ -111,6 +111,15 @@ class KnockoutSize:
 
 
 @dataclass(frozen=True)
+class SinkSize:
+    """The sink table reads the progressive samples that reconstruct at least ``min_tokens`` tokens. The paper's
+    rule averages over lengths 1 .. the shortest such prefix, so one 2-token horizon would reduce the whole table
+    to the first text token's attention; 2 is the paper's (every sample with something to measure)."""
+
+    min_tokens: int = 2
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     purpose: str
@@ -123,6 +132,7 @@ class Protocol:
     arc_easy: ChoiceSize
     mmlu: MMLUSize
     knockout: KnockoutSize
+    sinks: SinkSize = field(default_factory=SinkSize)
     # "pg19": ../shared/data/pg19 when present (else built-in text); "pg19_1k": the paper's texts (hub, needs network)
     data: str = field(default="pg19")
 
@@ -164,6 +174,8 @@ PROTOCOLS: dict[str, Protocol] = {
         ChoiceSize(items=200, max_ctx_tokens=12, max_steps=400, score_from="text"),
         MMLUSize(subjects=4, per_subject=10, steps=100, full_prefix_items=2, full_prefix_steps=50),
         KnockoutSize(items=64, k=2),
+        # 8: short CPU texts leave some horizons at 1-2 tokens, which would set the table's lengths for every sample
+        SinkSize(min_tokens=8),
     ),
     "paper": Protocol(
         "paper",
@@ -238,5 +250,6 @@ def describe(p: Protocol) -> list[str]:
         f"{mm.full_prefix_steps} steps",
         f"knockout: the first {ko.items} crammed HellaSwag contexts (exact or not, as the paper's C.6), forward / "
         f"reverse {ko.k} layers, text and reference masks",
-        "sinks: the progressive step's final embeddings, on the prefix each reconstructs",
+        f"sinks: the progressive step's final embeddings, on the prefix each reconstructs, samples reconstructing "
+        f"≥ {p.sinks.min_tokens} tokens, lengths 1 .. the shortest of them",
     ]

@@ -145,6 +145,7 @@ STEPS: tuple[Step, ...] = (
         cs.sinks,
         work_analysis,
         ("progressive",),
+        reads=("sinks",),
     ),
     Step(
         "brittleness",
