@@ -276,6 +276,24 @@ def test_smoke_protocol_writes_a_ledger_with_one_row_per_claim(smoke):
     assert (out / "ledger.html").exists() and "| claim | paper |" in (out / "findings.md").read_text()
 
 
+def test_every_table_line_has_as_many_cells_as_its_header(smoke):
+    import re
+
+    from analyses.ledger.render import findings
+
+    out, ledger = smoke
+    assert any("|ln" in r.statement for r in ledger.rows["tiny-llama"])  # a statement with "|" in it
+    for text in ((out / "ledger.md").read_text(), findings(ledger)):
+        header_cells = None
+        for line in text.splitlines():
+            if not line.startswith("|"):
+                header_cells = None
+                continue
+            cells = len(re.findall(r"(?<!\\)\|", line))  # unescaped pipes
+            header_cells = header_cells or cells
+            assert cells == header_cells, line
+
+
 def test_rerun_skips_every_finished_step(smoke, monkeypatch):
     from analyses.ledger import reproduce
     from analyses.ledger import run as run_mod

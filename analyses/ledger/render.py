@@ -57,16 +57,28 @@ def band_cell(r: Row) -> str:
     return f"[{fmt(r.band[0])}, {fmt(r.band[1])}] ({r.band_reason})"
 
 
+def table_row(*cells: str) -> str:
+    """One markdown table row; a "|" inside a cell (e.g. |ln ratio|) is escaped so it cannot split the cell."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
 def _table(rows: list[Row]) -> list[str]:
     out = [
         "| claim | paper (value — unit; model; source) | band / direction | ours: mean [95% CI] (n) | verdict | why; notes | step |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        why = "; ".join(x for x in (r.reason, r.note) if x).replace("|", "/")
+        why = "; ".join(x for x in (r.reason, r.note) if x)
         out.append(
-            f"| **{r.claim}**: {r.statement} | {paper_cell(r)} | {band_cell(r)} | {ours_cell(r)} | "
-            f"{MARK.get(r.verdict, r.verdict)} | {why} | `{r.step}` |"
+            table_row(
+                f"**{r.claim}**: {r.statement}",
+                paper_cell(r),
+                band_cell(r),
+                ours_cell(r),
+                MARK.get(r.verdict, r.verdict),
+                why,
+                f"`{r.step}`",
+            )
         )
     return out
 
@@ -131,7 +143,7 @@ def findings(ledger: Ledger) -> str:
         ]
         for r in [*rows, *(x for x in ledger.cross_model if name in x.claim)]:
             paper = "–" if r.paper is None else f"{fmt(r.paper['value'])} ({r.paper['model']})"
-            lines.append(f"| {r.statement} | {paper} | {ours_cell(r)} | {MARK.get(r.verdict, r.verdict)} |")
+            lines.append(table_row(r.statement, paper, ours_cell(r), MARK.get(r.verdict, r.verdict)))
         lines.append("")
     return "\n".join(lines)
 
