@@ -25,9 +25,8 @@ Results = dict[str, dict]  # step name -> its step.json
 class Ours:
     ci: MeanCI
     note: str = ""
-    lower_bound: bool = (
-        False  # some values were stopped by a length cap or a step budget: the true mean is higher
-    )
+    # some values were stopped by a length cap or a step budget: the true mean is at least ours
+    lower_bound: bool = False
 
 
 def _finite(x) -> bool:
@@ -226,8 +225,12 @@ def depth_gain(res: Results) -> Ours | None:
 
 
 # ---------------------------------------------------------------------------------------------- sinks
+def _min_tokens(sinks: dict) -> int:
+    return sinks.get("min_tokens", 2)  # results written before the protocol set it read every 2-token sample
+
+
 def _no_sink_sample(res: Results) -> str:
-    return f"no sample reconstructs {res['sinks'].get('min_tokens', 2)} tokens"
+    return f"no sample reconstructs {_min_tokens(res['sinks'])} tokens"
 
 
 def _sink(res: Results) -> dict | None:
@@ -247,7 +250,7 @@ def sink_share(res: Results) -> Ours | None:
     orig = texts_ci(rows, lambda r: r["orig"])
     return Ours(
         texts_ci(rows, lambda r: r["memory"]),
-        f"position 0 without memory {orig} %; {len(rows)} samples reconstructing ≥ {s.get('min_tokens', 2)} tokens, "
+        f"position 0 without memory {orig} %; {len(rows)} samples reconstructing ≥ {_min_tokens(s)} tokens, "
         f"lengths 1 .. {s['s_max']}",
     )
 

@@ -95,17 +95,16 @@ def claim_directory(root: Path, protocol: Protocol, info: ModelInfo) -> None:
 def models_in(out: Path, protocol: Protocol, models: Sequence[str]) -> dict[str, tuple[ModelInfo, dict]]:
     """The models of this run and those run earlier into ``out`` with the same protocol, smallest first, so a
     ledger built one model at a time (over days) keeps every model's rows and their comparison."""
-    roots = {model_dir(out, name): name for name in models}
-    for path in sorted(out.glob("*/model.json")):
-        protocol_path = path.parent / "protocol.json"
-        if path.parent not in roots and protocol_path.exists():
-            if json.loads(protocol_path.read_text()).get("name") == protocol.name:
-                roots[path.parent] = json.loads(path.read_text())["name"]
-    found = {
-        name: (ModelInfo(**json.loads((root / "model.json").read_text())), load_results(root))
-        for root, name in roots.items()
+    roots = {model_dir(out, name) for name in models}  # claim_directory has written their protocol and model
+    roots |= {
+        p.parent
+        for p in out.glob("*/protocol.json")
+        if (p.parent / "model.json").exists() and json.loads(p.read_text()).get("name") == protocol.name
     }
-    return dict(sorted(found.items(), key=lambda kv: kv[1][0].n_params))
+    found = [
+        (ModelInfo(**json.loads((root / "model.json").read_text())), load_results(root)) for root in roots
+    ]
+    return {info.name: (info, res) for info, res in sorted(found, key=lambda x: (x[0].n_params, x[0].name))}
 
 
 def run_steps(ctx: StepContext, steps: Sequence[Step], expected: dict[str, float] | None = None) -> None:
