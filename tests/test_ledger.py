@@ -48,15 +48,51 @@ def test_numeric_rule(interval, paper, band, outcome):
 
 
 @pytest.mark.parametrize(
-    "interval, outcome",
+    "interval, bound, outcome",
     [
-        (ci(19, 26), vd.INCONCLUSIVE),  # below the band, but the true values may be higher
-        (ci(30, 45), vd.INCONCLUSIVE),  # the paper's value inside: the true mean may still lie above the band
-        (ci(50, 60), vd.DIFFERS),  # above the band: higher true values cannot bring it back
+        (ci(19, 26), vd.AT_LEAST, vd.INCONCLUSIVE),  # below the band, but the true values may be higher
+        (
+            ci(30, 45),
+            vd.AT_LEAST,
+            vd.INCONCLUSIVE,
+        ),  # the paper's value inside: the true mean may lie above the band
+        (ci(50, 60), vd.AT_LEAST, vd.DIFFERS),  # above the band: higher true values cannot bring it back
+        (ci(50, 60), vd.AT_MOST, vd.INCONCLUSIVE),  # above the band, but the true values may be lower
+        (ci(19, 26), vd.AT_MOST, vd.DIFFERS),  # below the band: lower true values cannot bring it back
+        (ci(19, 26), vd.EITHER_WAY, vd.INCONCLUSIVE),
+        (ci(50, 60), vd.EITHER_WAY, vd.INCONCLUSIVE),
     ],
 )
-def test_numeric_rule_on_lower_bounds(interval, outcome):
-    assert vd.numeric(interval, 38.5, (28.4, 48.6), lower_bound=True).outcome == outcome
+def test_numeric_rule_on_stopped_samples(interval, bound, outcome):
+    assert vd.numeric(interval, 38.5, (28.4, 48.6), bound).outcome == outcome
+
+
+@pytest.mark.parametrize(
+    "interval, sign, bound, outcome",
+    [
+        (ci(3, 9), +1, vd.AT_LEAST, vd.HOLDS),  # a larger true effect stays above 0
+        (ci(3, 9), -1, vd.AT_LEAST, vd.DIFFERS),
+        (ci(-9, -3), +1, vd.AT_LEAST, vd.INCONCLUSIVE),  # the true effect may lie above 0
+        (ci(-9, -3), -1, vd.AT_LEAST, vd.INCONCLUSIVE),
+        (ci(3, 9), +1, vd.AT_MOST, vd.INCONCLUSIVE),  # e.g. the smaller model's horizons were stopped
+        (ci(-9, -3), +1, vd.AT_MOST, vd.DIFFERS),
+        (ci(-9, -3), -1, vd.AT_MOST, vd.HOLDS),
+        (ci(3, 9), +1, vd.EITHER_WAY, vd.INCONCLUSIVE),
+        (ci(-1, 9), +1, vd.AT_LEAST, vd.INCONCLUSIVE),
+    ],
+)
+def test_directional_rule_on_stopped_samples(interval, sign, bound, outcome):
+    assert vd.directional(interval, sign, 0.0, bound).outcome == outcome
+
+
+def test_bound_of_a_paired_difference():
+    assert vd.difference_bound([(False, False)] * 3) == vd.EXACT
+    assert vd.difference_bound([(True, False), (False, False)]) == vd.AT_LEAST  # a − b with a stopped
+    assert vd.difference_bound([(False, True), (False, False)]) == vd.AT_MOST
+    assert vd.difference_bound([(True, True)]) == vd.EITHER_WAY  # both capped: the difference is unknown
+    assert vd.difference_bound([(True, False), (False, True)]) == vd.EITHER_WAY
+    with pytest.raises(ValueError, match="bound must be one of"):
+        vd.numeric(ci(1, 2), 1.5, (1, 2), "lower")
 
 
 def test_a_far_interval_differs_even_when_wider_than_the_band():
@@ -226,6 +262,58 @@ def test_model_size_row_pairs_texts_and_states_what_else_changes():
         and "layers 30 → 18" in row.note
         and "families differ" in row.note
     )
+    # the smaller model's horizons stopped by a cap: its true values may be higher, so a positive gap proves nothing
+    for r in res_small["progressive"]["samples"]:
+        r["lower_bound"] = r["text_id"] in {"t1", "t2"}
+    (row,) = model_size_rows({"gemma-3-270m": (large, res_large), "smollm2-135m": (small, res_small)}, "cmd")
+    assert row.verdict == vd.INCONCLUSIVE and "2 of 5 smollm2-135m texts" in row.note
+    # only the larger model's stopped: its true values can only widen the gap
+    for r in res_small["progressive"]["samples"]:
+        r["lower_bound"] = False
+    res_large["progressive"]["samples"][0]["lower_bound"] = True
+    (row,) = model_size_rows({"gemma-3-270m": (large, res_large), "smollm2-135m": (small, res_small)}, "cmd")
+    assert row.verdict == vd.HOLDS and "1 of 5 gemma-3-270m texts" in row.note
+
+
+def test_depth_gain_and_capacity_law_carry_the_bound_of_stopped_horizons():
+    def variant(horizons, stopped):
+        return {
+            "samples": [
+                {"text_id": f"t{i}", "horizon": h, "lower_bound": s}
+                for i, (h, s) in enumerate(zip(horizons, stopped, strict=True))
+            ]
+        }
+
+    def depth(shallow_stopped, deep_stopped):
+        return {
+            "depth": {
+                "depths": [1, 4],
+                "variants": {
+                    "1": variant([6, 7, 6, 7], shallow_stopped),
+                    "4": variant([16, 19, 13, 18], deep_stopped),
+                },
+            }
+        }
+
+    none, one = [False] * 4, [True] + [False] * 3
+    assert ex.depth_gain(depth(none, none)).bound == vd.EXACT
+    assert ex.depth_gain(depth(none, one)).bound == vd.AT_LEAST
+    assert ex.depth_gain(depth(one, none)).bound == vd.AT_MOST
+    claim = next(c for c in cl.CLAIMS if c.id == "depth_gain")
+    assert cl.evaluate(claim, "smollm2-135m", depth(none, one), "cmd").verdict == vd.HOLDS
+    assert cl.evaluate(claim, "smollm2-135m", depth(one, none), "cmd").verdict == vd.INCONCLUSIVE
+    pg = [{"text_id": f"p{i}", "seed": 0, "horizon": 40 + i, "ig_bits": 200.0 + i} for i in range(8)]
+    rw = [
+        {"text_id": f"r{i}", "horizon": 10 + i % 3, "ig_bits": 205.0 - i, "lower_bound": i == 0}
+        for i in range(8)
+    ]
+    law = ex.capacity_law(
+        {"progressive": {"samples": pg}, "capacity": {"source": "random-words", "samples": rw}}
+    )
+    assert law.bound == vd.EITHER_WAY and law.ci.lo > 0
+    claim = next(c for c in cl.CLAIMS if c.id == "capacity_law")
+    law_res = {"progressive": {"samples": pg}, "capacity": {"source": "random-words", "samples": rw}}
+    assert cl.evaluate(claim, "smollm2-135m", law_res, "cmd").verdict == vd.INCONCLUSIVE
 
 
 def test_select_adds_what_a_step_needs():

@@ -318,9 +318,9 @@ def evaluate(claim: Claim, model: str, results: ex.Results, command: str) -> Row
     if ours is None:
         verdict = vd.Verdict(vd.NOT_RUN, f"step {claim.step} has not finished")
     elif claim.kind == DIRECTIONAL:
-        verdict = vd.directional(ours.ci, claim.sign, claim.threshold)
+        verdict = vd.directional(ours.ci, claim.sign, claim.threshold, ours.bound)
     else:
-        verdict = vd.numeric(ours.ci, None if pv is None else pv.value, band, ours.lower_bound)
+        verdict = vd.numeric(ours.ci, None if pv is None else pv.value, band, ours.bound)
     return Row(
         claim.id,
         claim.statement,

@@ -15,11 +15,15 @@ from .claims import Row
 from .context import ModelInfo
 
 
-def _per_text(samples: list[dict]) -> dict[str, float]:
-    by: dict[str, list[float]] = {}
+def _per_text(samples: list[dict]) -> dict[str, tuple[float, bool]]:
+    """Per text, the mean compressed tokens over seeds and whether a cap stopped any of them (a lower bound)."""
+    by: dict[str, list[dict]] = {}
     for r in samples:
-        by.setdefault(r["text_id"], []).append(float(r["compressed_tokens"]))
-    return {t: sum(v) / len(v) for t, v in by.items()}
+        by.setdefault(r["text_id"], []).append(r)
+    return {
+        t: (sum(float(r["compressed_tokens"]) for r in v) / len(v), any(r.get("lower_bound") for r in v))
+        for t, v in by.items()
+    }
 
 
 def differences(small: ModelInfo, large: ModelInfo) -> str:
@@ -54,12 +58,19 @@ def model_size_rows(models: dict[str, tuple[ModelInfo, dict]], command: str) -> 
     for (small, rs), (large, rl) in zip(ready, ready[1:], strict=False):
         a, b = _per_text(rs["progressive"]["samples"]), _per_text(rl["progressive"]["samples"])
         both = sorted(set(a) & set(b))
-        ci = mean_ci(b[t] - a[t] for t in both)
-        verdict = vd.directional(ci, +1)
+        ci = mean_ci(b[t][0] - a[t][0] for t in both)
+        verdict = vd.directional(ci, +1, bound=vd.difference_bound((b[t][1], a[t][1]) for t in both))
         pv = paper_value("model_size", "*")
+        stopped = ", ".join(
+            f"{sum(x[t][1] for t in both)} of {len(both)} {info.name} texts"
+            for info, x in ((large, b), (small, a))
+            if any(x[t][1] for t in both)
+        )
         note = (
-            f"{large.name} {mean_ci(b[t] for t in both)} vs {small.name} {mean_ci(a[t] for t in both)} on "
-            f"{len(both)} shared texts; what changes: {differences(small, large)}"
+            f"{large.name} {mean_ci(b[t][0] for t in both)} vs {small.name} {mean_ci(a[t][0] for t in both)} on "
+            f"{len(both)} shared texts"
+            + (f"; lower bounds (a cap stopped a seed): {stopped}" if stopped else "")
+            + f"; what changes: {differences(small, large)}"
         )
         rows.append(
             Row(

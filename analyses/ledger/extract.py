@@ -18,6 +18,8 @@ import numpy as np
 
 from cramlens.stats import MeanCI, mean_ci, two_sample_bootstrap_ci
 
+from . import verdict as vd
+
 Results = dict[str, dict]  # step name -> its step.json
 
 
@@ -25,8 +27,8 @@ Results = dict[str, dict]  # step name -> its step.json
 class Ours:
     ci: MeanCI
     note: str = ""
-    # some values were stopped by a length cap or a step budget: the true mean is at least ours
-    lower_bound: bool = False
+    # where the true value may lie from ours when a length cap or a step budget stopped samples (verdict.BOUNDS)
+    bound: str = vd.EXACT
 
 
 def _finite(x) -> bool:
@@ -53,8 +55,9 @@ def _lower_bounds(rows: Sequence[dict]) -> str:
     return f"{k} of {len(rows)} horizons are lower bounds (length cap or budget)" if k else ""
 
 
-def _any_lower_bound(rows: Sequence[dict]) -> bool:
-    return any(r.get("lower_bound") for r in rows)
+def _stopped(rows: Sequence[dict]) -> str:
+    """The bound of a mean of horizons: at least ours when a cap stopped any of them."""
+    return vd.AT_LEAST if any(r.get("lower_bound") for r in rows) else vd.EXACT
 
 
 def _join(*parts: str) -> str:
@@ -75,7 +78,7 @@ def compressed_tokens(res: Results) -> Ours | None:
     return Ours(
         texts_ci(rows, lambda r: r["compressed_tokens"]),
         _join(note, _lower_bounds(rows)),
-        _any_lower_bound(rows),
+        _stopped(rows),
     )
 
 
@@ -87,7 +90,7 @@ def ig_final_bits(res: Results) -> Ours | None:
     return Ours(
         texts_ci(rows, lambda r: r["ig_final_bits"]),
         f"IG at the horizon stage {at_horizon}",
-        _any_lower_bound(rows),
+        _stopped(rows),
     )
 
 
@@ -207,7 +210,9 @@ def capacity_law(res: Results) -> Ours | None:
         f"PG-19 {mean(pg, 'horizon'):.1f} tokens / {mean(pg, 'ig_bits'):.0f} bits vs {res['capacity']['source']} "
         f"{mean(other, 'horizon'):.1f} tokens / {mean(other, 'ig_bits'):.0f} bits; bootstrap over texts"
     )
-    return Ours(two_sample_bootstrap_ci([pg, other], stat), _join(note, _lower_bounds(pg + other)))
+    # a ratio of two sources' horizons moves either way when either source's horizons were stopped
+    bound = vd.EITHER_WAY if _stopped(pg + other) else vd.EXACT
+    return Ours(two_sample_bootstrap_ci([pg, other], stat), _join(note, _lower_bounds(pg + other)), bound)
 
 
 def depth_gain(res: Results) -> Ours | None:
@@ -216,12 +221,14 @@ def depth_gain(res: Results) -> Ours | None:
         return None
     d = res["depth"]
     shallow, deep = (d["variants"][str(n)]["samples"] for n in d["depths"])
-    by_text = {r["text_id"]: r["horizon"] for r in shallow}
-    diffs = [r["horizon"] - by_text[r["text_id"]] for r in deep if r["text_id"] in by_text]
+    by_text = {r["text_id"]: r for r in shallow}
+    pairs = [(r, by_text[r["text_id"]]) for r in deep if r["text_id"] in by_text]
+    diffs = [d["horizon"] - s["horizon"] for d, s in pairs]
+    bound = vd.difference_bound((bool(d.get("lower_bound")), bool(s.get("lower_bound"))) for d, s in pairs)
     means = ", ".join(
         f"first{n}: {mean_ci([r['horizon'] for r in d['variants'][str(n)]['samples']])}" for n in d["depths"]
     )
-    return Ours(mean_ci(diffs), _join(means, _lower_bounds(shallow + deep)))
+    return Ours(mean_ci(diffs), _join(means, _lower_bounds(shallow + deep)), bound)
 
 
 # ---------------------------------------------------------------------------------------------- sinks
