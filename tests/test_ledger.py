@@ -273,6 +273,11 @@ def test_model_size_row_pairs_texts_and_states_what_else_changes():
     res_large["progressive"]["samples"][0]["lower_bound"] = True
     (row,) = model_size_rows({"gemma-3-270m": (large, res_large), "smollm2-135m": (small, res_small)}, "cmd")
     assert row.verdict == vd.HOLDS and "1 of 5 gemma-3-270m texts" in row.note
+    # a model whose progressive step has not finished yet: the row is there, "not run"
+    (row,) = model_size_rows({"gemma-3-270m": (large, {}), "smollm2-135m": (small, res_small)}, "cmd")
+    assert row.verdict == vd.NOT_RUN and row.ours is None and "gemma-3-270m" in row.reason
+    assert "width d_model 576 → 640" in row.note
+    assert model_size_rows({"smollm2-135m": (small, res_small)}, "cmd") == []
 
 
 def test_depth_gain_and_capacity_law_carry_the_bound_of_stopped_horizons():

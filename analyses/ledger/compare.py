@@ -49,29 +49,42 @@ def differences(small: ModelInfo, large: ModelInfo) -> str:
     )
 
 
-def model_size_rows(models: dict[str, tuple[ModelInfo, dict]], command: str) -> list[Row]:
-    """One row per neighbouring pair (by parameter count) of models whose progressive step has finished."""
-    ready = sorted(
-        ((info, res) for info, res in models.values() if "progressive" in res), key=lambda x: x[0].n_params
+def _compare(small: ModelInfo, rs: dict, large: ModelInfo, rl: dict) -> tuple[dict | None, str, vd.Verdict]:
+    """Ours (MeanCI fields), the note and the verdict for one pair; "not run" until both progressive steps finished."""
+    what = f"what changes: {differences(small, large)}"
+    waiting = [info.name for info, res in ((small, rs), (large, rl)) if "progressive" not in res]
+    if waiting:
+        return (
+            None,
+            what,
+            vd.Verdict(vd.NOT_RUN, f"step progressive has not finished for {', '.join(waiting)}"),
+        )
+    a, b = _per_text(rs["progressive"]["samples"]), _per_text(rl["progressive"]["samples"])
+    both = sorted(set(a) & set(b))
+    ci = mean_ci(b[t][0] - a[t][0] for t in both)
+    verdict = vd.directional(ci, +1, bound=vd.difference_bound((b[t][1], a[t][1]) for t in both))
+    stopped = ", ".join(
+        f"{sum(x[t][1] for t in both)} of {len(both)} {info.name} texts"
+        for info, x in ((large, b), (small, a))
+        if any(x[t][1] for t in both)
     )
+    note = (
+        f"{large.name} {mean_ci(b[t][0] for t in both)} vs {small.name} {mean_ci(a[t][0] for t in both)} on "
+        f"{len(both)} shared texts"
+        + (f"; lower bounds (a cap stopped a seed): {stopped}" if stopped else "")
+        + f"; {what}"
+    )
+    return ci.to_dict(), note, verdict
+
+
+def model_size_rows(models: dict[str, tuple[ModelInfo, dict]], command: str) -> list[Row]:
+    """One row per neighbouring pair (by parameter count) of the models given; "not run" until both have finished
+    their progressive step."""
+    ordered = sorted(models.values(), key=lambda x: x[0].n_params)
+    pv = paper_value("model_size", "*")
     rows = []
-    for (small, rs), (large, rl) in zip(ready, ready[1:], strict=False):
-        a, b = _per_text(rs["progressive"]["samples"]), _per_text(rl["progressive"]["samples"])
-        both = sorted(set(a) & set(b))
-        ci = mean_ci(b[t][0] - a[t][0] for t in both)
-        verdict = vd.directional(ci, +1, bound=vd.difference_bound((b[t][1], a[t][1]) for t in both))
-        pv = paper_value("model_size", "*")
-        stopped = ", ".join(
-            f"{sum(x[t][1] for t in both)} of {len(both)} {info.name} texts"
-            for info, x in ((large, b), (small, a))
-            if any(x[t][1] for t in both)
-        )
-        note = (
-            f"{large.name} {mean_ci(b[t][0] for t in both)} vs {small.name} {mean_ci(a[t][0] for t in both)} on "
-            f"{len(both)} shared texts"
-            + (f"; lower bounds (a cap stopped a seed): {stopped}" if stopped else "")
-            + f"; what changes: {differences(small, large)}"
-        )
+    for (small, rs), (large, rl) in zip(ordered, ordered[1:], strict=False):
+        ours, note, verdict = _compare(small, rs, large, rl)
         rows.append(
             Row(
                 f"model_size:{small.name}→{large.name}",
@@ -87,7 +100,7 @@ def model_size_rows(models: dict[str, tuple[ModelInfo, dict]], command: str) -> 
                 None,
                 "",
                 "directional: > 0",
-                ci.to_dict(),
+                ours,
                 note,
                 verdict.outcome,
                 verdict.reason,
