@@ -28,7 +28,7 @@ def _per_text(samples: list[dict]) -> dict[str, tuple[float, bool]]:
 
 def differences(small: ModelInfo, large: ModelInfo) -> str:
     """Everything that changes from ``small`` to ``large`` besides the parameter count."""
-    parts = [f"params {small.n_params / 1e6:.0f}M → {large.n_params / 1e6:.0f}M"]
+    parts = [f"params as loaded {small.n_params / 1e6:.0f}M → {large.n_params / 1e6:.0f}M"]
     for label, a, b in (
         ("width d_model", small.d_model, large.d_model),
         ("layers", small.n_layers, large.n_layers),

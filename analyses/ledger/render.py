@@ -107,7 +107,8 @@ def markdown(ledger: Ledger, out: Path) -> str:
             f"## {name}",
             "",
             f"{info.get('description') or name}: {info['n_layers']} layers, d_model {info['d_model']}, "
-            f"vocabulary {info['d_vocab']:,}, {info['n_params'] / 1e6:.0f}M parameters. Verdicts: {counts}.",
+            f"vocabulary {info['d_vocab']:,}, {info['n_params'] / 1e6:.0f}M parameters as loaded (W_E and W_U counted apart, tied or not). "
+            f"Verdicts: {counts}.",
             "",
             *_table(rows),
             "",
