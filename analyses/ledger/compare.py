@@ -13,17 +13,7 @@ from cramlens.stats import mean_ci
 from . import verdict as vd
 from .claims import Row
 from .context import ModelInfo
-
-
-def _per_text(samples: list[dict]) -> dict[str, tuple[float, bool]]:
-    """Per text, the mean compressed tokens over seeds and whether a cap stopped any of them (a lower bound)."""
-    by: dict[str, list[dict]] = {}
-    for r in samples:
-        by.setdefault(r["text_id"], []).append(r)
-    return {
-        t: (sum(float(r["compressed_tokens"]) for r in v) / len(v), any(r.get("lower_bound") for r in v))
-        for t, v in by.items()
-    }
+from .extract import paired_difference, per_text
 
 
 def differences(small: ModelInfo, large: ModelInfo) -> str:
@@ -59,10 +49,10 @@ def _compare(small: ModelInfo, rs: dict, large: ModelInfo, rl: dict) -> tuple[di
             what,
             vd.Verdict(vd.NOT_RUN, f"step progressive has not finished for {', '.join(waiting)}"),
         )
-    a, b = _per_text(rs["progressive"]["samples"]), _per_text(rl["progressive"]["samples"])
-    both = sorted(set(a) & set(b))
-    ci = mean_ci(b[t][0] - a[t][0] for t in both)
-    verdict = vd.directional(ci, +1, bound=vd.difference_bound((b[t][1], a[t][1]) for t in both))
+    a = per_text(rs["progressive"]["samples"], "compressed_tokens")
+    b = per_text(rl["progressive"]["samples"], "compressed_tokens")
+    ci, bound, both = paired_difference(b, a)
+    verdict = vd.directional(ci, +1, bound=bound)
     stopped = ", ".join(
         f"{sum(x[t][1] for t in both)} of {len(both)} {info.name} texts"
         for info, x in ((large, b), (small, a))

@@ -55,9 +55,31 @@ def _lower_bounds(rows: Sequence[dict]) -> str:
     return f"{k} of {len(rows)} horizons are lower bounds (length cap or budget)" if k else ""
 
 
+def _any_stopped(rows: Sequence[dict]) -> bool:
+    return any(r.get("lower_bound") for r in rows)
+
+
 def _stopped(rows: Sequence[dict]) -> str:
     """The bound of a mean of horizons: at least ours when a cap stopped any of them."""
-    return vd.AT_LEAST if any(r.get("lower_bound") for r in rows) else vd.EXACT
+    return vd.AT_LEAST if _any_stopped(rows) else vd.EXACT
+
+
+def per_text(rows: Sequence[dict], key: str) -> dict[str, tuple[float, bool]]:
+    """Per text, the mean of ``key`` over its rows (seeds) and whether a cap stopped any of them (a lower bound)."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(str(r["text_id"]), []).append(r)
+    return {t: (sum(float(r[key]) for r in v) / len(v), _any_stopped(v)) for t, v in by.items()}
+
+
+def paired_difference(
+    minuend: dict[str, tuple[float, bool]], subtrahend: dict[str, tuple[float, bool]]
+) -> tuple[MeanCI, str, list[str]]:
+    """``minuend − subtrahend`` over the texts both have (from :func:`per_text`): the interval, its bound and the
+    shared texts."""
+    shared = sorted(set(minuend) & set(subtrahend))
+    ci = mean_ci(minuend[t][0] - subtrahend[t][0] for t in shared)
+    return ci, vd.difference_bound((minuend[t][1], subtrahend[t][1]) for t in shared), shared
 
 
 def _join(*parts: str) -> str:
@@ -211,7 +233,7 @@ def capacity_law(res: Results) -> Ours | None:
         f"{mean(other, 'horizon'):.1f} tokens / {mean(other, 'ig_bits'):.0f} bits; bootstrap over texts"
     )
     # a ratio of two sources' horizons moves either way when either source's horizons were stopped
-    bound = vd.EITHER_WAY if _stopped(pg + other) else vd.EXACT
+    bound = vd.EITHER_WAY if _any_stopped(pg + other) else vd.EXACT
     return Ours(two_sample_bootstrap_ci([pg, other], stat), _join(note, _lower_bounds(pg + other)), bound)
 
 
@@ -221,14 +243,11 @@ def depth_gain(res: Results) -> Ours | None:
         return None
     d = res["depth"]
     shallow, deep = (d["variants"][str(n)]["samples"] for n in d["depths"])
-    by_text = {r["text_id"]: r for r in shallow}
-    pairs = [(r, by_text[r["text_id"]]) for r in deep if r["text_id"] in by_text]
-    diffs = [d["horizon"] - s["horizon"] for d, s in pairs]
-    bound = vd.difference_bound((bool(d.get("lower_bound")), bool(s.get("lower_bound"))) for d, s in pairs)
+    ci, bound, _ = paired_difference(per_text(deep, "horizon"), per_text(shallow, "horizon"))
     means = ", ".join(
         f"first{n}: {mean_ci([r['horizon'] for r in d['variants'][str(n)]['samples']])}" for n in d["depths"]
     )
-    return Ours(mean_ci(diffs), _join(means, _lower_bounds(shallow + deep)), bound)
+    return Ours(ci, _join(means, _lower_bounds(shallow + deep)), bound)
 
 
 # ---------------------------------------------------------------------------------------------- sinks

@@ -71,7 +71,7 @@ def numeric(ci: MeanCI, paper: float | None, band: tuple[float, float] | None, b
     if paper is None or band is None:
         return Verdict(INCONCLUSIVE, "the paper gives no comparable value for this model")
     lo, hi = min(band), max(band)
-    if bound:
+    if bound != EXACT:
         if bound == AT_LEAST and ci.lo > hi:
             return Verdict(
                 DIFFERS, f"lower bounds, and the interval lies above the band [{lo:.3g}, {hi:.3g}]"
@@ -102,7 +102,7 @@ def directional(ci: MeanCI, sign: int, threshold: float = 0.0, bound: str = EXAC
         return Verdict(INCONCLUSIVE, f"n = {ci.n} or no interval")
     side = ">" if sign > 0 else "<"
     above, below = ci.lo > threshold, ci.hi < threshold
-    if bound and not ((bound == AT_LEAST and above) or (bound == AT_MOST and below)):
+    if bound != EXACT and not ((bound == AT_LEAST and above) or (bound == AT_MOST and below)):
         return Verdict(INCONCLUSIVE, _CAPPED[bound])
     if above if sign > 0 else below:
         return Verdict(HOLDS, f"interval {side} {threshold:g}, the paper's direction")
@@ -126,7 +126,11 @@ def _check_bound(bound: str) -> None:
 def difference_bound(stopped: Iterable[tuple[bool, bool]]) -> str:
     """Where the true mean of paired differences ``a − b`` may lie from ours, from ``(a stopped, b stopped)`` per pair
     (stopped: a cap ended the sample before its horizon, so its true value is at least the one recorded)."""
-    kinds = {
-        AT_LEAST if a and not b else AT_MOST if b and not a else EITHER_WAY for a, b in stopped if a or b
-    }
-    return EXACT if not kinds else kinds.pop() if len(kinds) == 1 else EITHER_WAY
+    kinds = {(bool(a), bool(b)) for a, b in stopped if a or b}
+    if not kinds:
+        return EXACT
+    if kinds == {(True, False)}:
+        return AT_LEAST
+    if kinds == {(False, True)}:
+        return AT_MOST
+    return EITHER_WAY
